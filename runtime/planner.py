@@ -1,0 +1,99 @@
+"""Sampling-based MPC over action sequences: MPPI (default) and CEM.
+
+Planners see only an objective over action batches `(N, H, act_dim) -> costs (N,)`;
+the model, the adapted state and the cost live behind it. Warm start shifts the
+previous plan by one step (done once, in `shift_plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+Objective = Callable[[np.ndarray], np.ndarray]  # (N, H, A) -> (N,)
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Settings of the sampling-based planner (overridable per session and per request)."""
+
+    method: str = "mppi"
+    """'mppi' (exponentially weighted average) or 'cem' (mean of the elites)."""
+    horizon: int = 15
+    """Steps planned ahead; must be one of the artifact's exported horizons."""
+    samples: int = 256
+    """Action sequences sampled per iteration (N)."""
+    iterations: int = 1
+    """Sampling iterations per `act` call (warm start makes 1 enough at control rates)."""
+    temperature: float = 0.1
+    """MPPI temperature, relative to the spread of costs in the batch."""
+    noise_scale: float = 0.5
+    """Std of the sampling noise as a fraction of each action's half-range."""
+    elite_frac: float = 0.1
+    """CEM: fraction of samples kept as elites."""
+
+    def replace(self, **overrides) -> PlannerConfig:
+        cfg = replace(self, **overrides)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.method not in ("mppi", "cem"):
+            raise ValueError(f"planner.method must be 'mppi' or 'cem', got {self.method!r}")
+        for name in ("horizon", "samples", "iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"planner.{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.temperature > 0 and self.noise_scale > 0 and 0 < self.elite_frac <= 1):
+            raise ValueError("planner.temperature and noise_scale must be > 0 and elite_frac in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shift_plan(plan: np.ndarray) -> np.ndarray:
+    """Warm start: drop the executed first action, repeat the last one. (H, A) -> (H, A)."""
+    return np.concatenate([plan[1:], plan[-1:]], axis=0)
+
+
+def mppi_weights(costs: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of -cost / (temperature * spread); the spread makes temperature scale-free. (N,) -> (N,)."""
+    c = costs - costs.min()
+    spread = max(float(np.median(c)), 1e-8)
+    w = np.exp(-c / (temperature * spread))
+    return w / w.sum()
+
+
+def plan(
+    objective: Objective,
+    mean: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    cfg: PlannerConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Improve the plan `mean` (H, A) by sampling around it; returns the new plan (H, A).
+
+    Sample 0 is always the current mean itself, so a good warm start is never lost.
+    """
+    half_range = (high - low) / 2.0  # (A,)
+    std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
+    n_elite = max(1, int(round(cfg.elite_frac * cfg.samples)))
+    for _ in range(cfg.iterations):
+        noise = rng.standard_normal((cfg.samples, *mean.shape), dtype=np.float32) * std  # (N, H, A)
+        noise[0] = 0.0
+        actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
+        costs = np.asarray(objective(actions), dtype=np.float64)  # (N,)
+        costs = np.where(np.isfinite(costs), costs, np.inf)
+        if not np.isfinite(costs).any():
+            return mean  # nothing usable sampled: keep the previous plan
+        costs = np.where(np.isfinite(costs), costs, costs[np.isfinite(costs)].max() * 10 + 1)
+        if cfg.method == "mppi":
+            w = mppi_weights(costs, cfg.temperature)  # (N,)
+            mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
+        else:
+            elite = actions[np.argsort(costs)[:n_elite]]  # (E, H, A)
+            mean = elite.mean(axis=0)
+            std = np.maximum(elite.std(axis=0), 1e-3 * half_range).astype(np.float32)
+    return np.clip(mean, low, high).astype(np.float32)

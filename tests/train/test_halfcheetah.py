@@ -1,0 +1,135 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from mbmrl.train.families import get_family
+from mbmrl.train.families.halfcheetah import (
+    FORWARD_VELOCITY_INDEX,
+    cripple_halfcheetah_family,
+    halfcheetah_family,
+    make_halfcheetah,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(Box observation space|different from the unwrapped)")
+
+
+@pytest.mark.parametrize(
+    "params", [{"mass_scale": 1.5, "damping_scale": 0.5}, {"cripple_joint": 4.0}], ids=["scaled", "cripple"]
+)
+@pytest.mark.parametrize("start", ["default", "cadm"])
+def test_check_env(params, start):
+    env = make_halfcheetah(params, start)
+    check_env(env.unwrapped, skip_render_check=True)
+    check_env(env, skip_render_check=True)  # our wrappers too
+    assert env.observation_space.shape == (17,) and env.action_space.shape == (6,)
+
+
+def test_scales_from_defaults_without_shared_state():
+    scaled = make_halfcheetah({"mass_scale": 1.5, "damping_scale": 0.5})
+    plain = make_halfcheetah({"mass_scale": 1.0, "damping_scale": 1.0})
+    m_scaled, m_plain = scaled.unwrapped.model, plain.unwrapped.model
+    assert m_scaled is not m_plain
+    assert m_plain.body_mass[1] == pytest.approx(6.25020921)  # Gymnasium's torso mass
+    np.testing.assert_allclose(m_scaled.body_mass, 1.5 * m_plain.body_mass)
+    np.testing.assert_allclose(m_scaled.dof_damping, 0.5 * m_plain.dof_damping)
+    np.testing.assert_allclose(m_plain.body_mass, scaled.default_body_mass)
+    np.testing.assert_allclose(m_plain.dof_damping, scaled.default_dof_damping)
+    scaled.set_scales(0.2, 1.8)  # rescaling starts from the defaults, not from the current values
+    np.testing.assert_allclose(m_scaled.body_mass, 0.2 * scaled.default_body_mass)
+    np.testing.assert_allclose(m_scaled.dof_damping, 1.8 * scaled.default_dof_damping)
+
+
+def test_scales_change_dynamics():
+    action = np.full(6, 0.8, dtype=np.float32)
+    obs = []
+    for scale in (0.5, 1.5):
+        env = make_halfcheetah({"mass_scale": scale, "damping_scale": scale})
+        env.reset(seed=3)
+        obs.append(env.step(action)[0])
+    assert not np.allclose(obs[0], obs[1])
+
+
+def test_spec_recreates_the_task():
+    env = make_halfcheetah({"mass_scale": 1.5, "damping_scale": 0.5, "cripple_joint": 2.0}, "cadm")
+    again = gym.make(env.spec)
+    np.testing.assert_allclose(again.unwrapped.model.body_mass, env.unwrapped.model.body_mass)
+    np.testing.assert_allclose(again.unwrapped.model.dof_damping, env.unwrapped.model.dof_damping)
+    np.testing.assert_array_equal(again.get_wrapper_attr("mask"), env.get_wrapper_attr("mask"))
+
+
+def test_forward_velocity_is_obs_8():
+    env = make_halfcheetah({"mass_scale": 1.0, "damping_scale": 1.0})
+    env.reset(seed=0)
+    obs = env.step(env.action_space.sample())[0]
+    assert obs[FORWARD_VELOCITY_INDEX] == env.unwrapped.data.qvel[0]
+
+
+@pytest.mark.parametrize("joint", [0, 5])
+def test_crippled_joint_has_no_effect(joint):
+    a = np.linspace(-0.9, 0.9, 6).astype(np.float32)
+    b = a.copy()
+    b[joint] = -a[joint] if a[joint] != 0 else 1.0
+    results = []
+    for action in (a, b):
+        env = make_halfcheetah({"cripple_joint": float(joint)})
+        env.reset(seed=7)
+        results.append(env.step(action)[:2])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]  # control cost sees the masked action, as in CaDM
+
+    # the same action change does matter when another joint is crippled
+    other = []
+    for action in (a, b):
+        env = make_halfcheetah({"cripple_joint": float((joint + 1) % 6)})
+        env.reset(seed=7)
+        other.append(env.step(action)[0])
+    assert not np.allclose(other[0], other[1])
+
+
+def test_bad_params_raise():
+    with pytest.raises(ValueError, match="cripple_joint"):
+        make_halfcheetah({"cripple_joint": 6.0})
+    with pytest.raises(ValueError, match="integer"):
+        make_halfcheetah({"cripple_joint": 1.5})
+    with pytest.raises(ValueError, match="unknown halfcheetah params"):
+        make_halfcheetah({"mass": 1.0})
+    with pytest.raises(ValueError, match="start"):
+        make_halfcheetah({}, start="upright")
+
+
+def test_halfcheetah_family():
+    family = halfcheetah_family()
+    assert get_family("halfcheetah").name == "halfcheetah"
+    assert family.param_names == ("mass_scale", "damping_scale")
+    assert family.episode_steps == 1000
+    assert list(family.test_splits) == ["extreme_low", "moderate_low", "moderate_high", "extreme_high"]
+    expected = {
+        "extreme_low": (0.2, 0.3),
+        "moderate_low": (0.4, 0.5),
+        "moderate_high": (1.5, 1.6),
+        "extreme_high": (1.7, 1.8),
+    }
+    for split, values in expected.items():
+        grid = [{"mass_scale": m, "damping_scale": d} for m in values for d in values]
+        assert family.test_tasks(split) == [(split, p) for p in grid]
+    assert len(family.test_tasks()) == 16
+    train = set(family.train["mass_scale"].values)
+    assert all(
+        p["mass_scale"] not in train and p["damping_scale"] not in train for _, p in family.test_tasks()
+    )
+    cost = family.default_cost
+    assert len(cost.q) == len(cost.target) == len(family.obs_names) == 17
+    assert len(cost.r) == len(family.action_names) == 6
+    assert family.obs_names[FORWARD_VELOCITY_INDEX] == "rootx_vel"
+    assert cost.target[FORWARD_VELOCITY_INDEX] == 8.0 and cost.reward_weight == 0.0
+
+
+def test_cripple_family():
+    family = cripple_halfcheetah_family()
+    assert get_family("cripple_halfcheetah").name == "cripple_halfcheetah"
+    assert family.param_names == ("cripple_joint",)
+    assert family.train["cripple_joint"].values == (0.0, 1.0, 2.0, 3.0)
+    assert family.test_tasks() == [
+        ("unseen_joint", {"cripple_joint": 4.0}),
+        ("unseen_joint", {"cripple_joint": 5.0}),
+    ]

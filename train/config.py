@@ -1,0 +1,42 @@
+"""`mbmrl train` configuration: one frozen dataclass, every field a CLI flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _h(text: str):
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training of a recurrent dynamics model across a task family."""
+
+    family: str = field(default="pendulum", metadata=_h("task family name or package.module:function"))
+    out: str = field(default="runs/pendulum", metadata=_h("run directory for checkpoint, data, config, plots"))
+    seed: int = field(default=0, metadata=_h("seed for data collection, initialization and batches"))
+    device: str = field(default="auto", metadata=_h("auto | cpu | cuda"))
+    threads: int = field(default=0, metadata=_h("torch CPU threads (0 = torch default)"))
+    # data
+    n_tasks: int = field(default=120, metadata=_h("training tasks sampled from the family's train space"))
+    episodes_per_task: int = field(default=2, metadata=_h("random-action episodes collected per task"))
+    seq_len: int = field(default=64, metadata=_h("segment length L: context and targets come from one segment"))
+    val_frac: float = field(default=0.1, metadata=_h("fraction of training tasks held out for validation"))
+    # model
+    hidden_size: int = field(default=32, metadata=_h("GRU belief size"))
+    feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))
+    mlp_width: int = field(default=128, metadata=_h("width of the feature MLP"))
+    # optimization
+    iters: int = field(default=2000, metadata=_h("meta-training iterations"))
+    batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch"))
+    lr: float = field(default=2e-3, metadata=_h("Adam learning rate (cosine decay)"))
+    none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))
+    rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
+    multistep_weight: float = field(default=0.5, metadata=_h("weight of the multi-step loss"))
+    gradient_weight: float = field(default=0.0, metadata=_h("weight of the gradient-mode loss (0 = off)"))
+    gradient_steps: int = field(default=2, metadata=_h("inner gradient steps k on the head"))
+    bayes_weight: float = field(default=0.0, metadata=_h("weight of the Bayesian-head NLL (0 = off)"))
+    window: int = field(default=32, metadata=_h("context window M for gradient/bayes adaptation"))
+    oracle: bool = field(default=True, metadata=_h("also train the oracle model (true parameters as input)"))
+    progress: bool = field(default=True, metadata=_h("show progress bars"))

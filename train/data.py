@@ -1,0 +1,121 @@
+"""Data collection across many sampled tasks, stored with the task parameters.
+
+Episodes are cut into fixed-length segments (S, L, ...) so meta-training can sample
+a task's context and targets from one contiguous stretch of its dynamics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .families import TaskFamily, sample_params
+
+
+@dataclass
+class Segments:
+    """Contiguous transition segments, each from one task."""
+
+    obs: np.ndarray  # (S, L, obs_dim)
+    actions: np.ndarray  # (S, L, act_dim)
+    next_obs: np.ndarray  # (S, L, obs_dim)
+    rewards: np.ndarray  # (S, L)
+    params: np.ndarray  # (S, n_params) true task parameters (for the oracle only)
+    task_ids: np.ndarray  # (S,) which sampled task each segment came from
+    param_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path, obs=self.obs, actions=self.actions, next_obs=self.next_obs, rewards=self.rewards,
+            params=self.params, task_ids=self.task_ids, param_names=np.array(self.param_names),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Segments:
+        with np.load(path) as z:
+            return cls(z["obs"], z["actions"], z["next_obs"], z["rewards"], z["params"], z["task_ids"],
+                       tuple(str(n) for n in z["param_names"]))
+
+    @staticmethod
+    def concat(parts: list[Segments]) -> Segments:
+        cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
+        return Segments(cat("obs"), cat("actions"), cat("next_obs"), cat("rewards"), cat("params"),
+                        cat("task_ids"), parts[0].param_names)
+
+
+def random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, steps: int) -> np.ndarray:
+    """Exploration actions (steps, act_dim): i.i.d. uniform or a smooth random walk, chosen per episode.
+
+    Smooth actions reach states (fast spins, large swings) that white noise never does.
+    """
+    if rng.random() < 0.5:
+        return rng.uniform(low, high, size=(steps, len(low))).astype(np.float32)
+    mid, half = (low + high) / 2, (high - low) / 2
+    a, out = rng.uniform(-1, 1, len(low)), []
+    for _ in range(steps):
+        a = np.clip(0.9 * a + 0.45 * rng.standard_normal(len(low)), -1, 1)
+        out.append(mid + half * a)
+    return np.asarray(out, dtype=np.float32)
+
+
+def rollout_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """Run one episode with `policy(obs, t) -> action`; returns arrays over its steps."""
+    obs, _ = env.reset(seed=seed)
+    rec = {"obs": [], "actions": [], "next_obs": [], "rewards": []}
+    for t in range(steps):
+        a = np.asarray(policy(obs, t), dtype=np.float32)
+        nxt, r, term, trunc, _ = env.step(a)
+        rec["obs"].append(obs)
+        rec["actions"].append(a)
+        rec["next_obs"].append(nxt)
+        rec["rewards"].append(r)
+        obs = nxt
+        if term or trunc:
+            break
+    return {k: np.asarray(v, dtype=np.float32) for k, v in rec.items()}
+
+
+def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[int], seg_len: int,
+                param_names: tuple[str, ...]) -> Segments:
+    """Cut episodes into non-overlapping segments of `seg_len` (remainders dropped)."""
+    parts = {k: [] for k in ("obs", "actions", "next_obs", "rewards")}
+    seg_params, seg_tasks = [], []
+    for ep, p, tid in zip(episodes, params, task_ids, strict=True):
+        n = len(ep["obs"]) // seg_len
+        for i in range(n):
+            sl = slice(i * seg_len, (i + 1) * seg_len)
+            for k in parts:
+                parts[k].append(ep[k][sl])
+            seg_params.append(p)
+            seg_tasks.append(tid)
+    if not seg_params:
+        raise ValueError(f"no episode reached seg_len={seg_len} steps; lower seq_len or lengthen episodes")
+    return Segments(
+        *(np.stack(parts[k]) for k in ("obs", "actions", "next_obs", "rewards")),
+        np.asarray(seg_params, dtype=np.float32), np.asarray(seg_tasks), param_names,
+    )
+
+
+def collect_random(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg_len: int,
+                   rng: np.random.Generator, start: str = "default", progress: bool = True) -> Segments:
+    """Random-action data from `n_tasks` tasks sampled from the family's train space."""
+    episodes, params, task_ids = [], [], []
+    for task in tqdm(range(n_tasks), desc="collect (random)", disable=not progress, leave=False):
+        p = sample_params(family.train, rng)
+        env = family.make_env(p, start)
+        low, high = env.action_space.low, env.action_space.high
+        for _ in range(episodes_per_task):
+            acts = random_actions(rng, low, high, family.episode_steps)
+            ep = rollout_episode(env, lambda o, t, acts=acts: acts[t], family.episode_steps,
+                                 seed=int(rng.integers(2**31)))
+            episodes.append(ep)
+            params.append([p[k] for k in family.param_names])
+            task_ids.append(task)
+        env.close()
+    return to_segments(episodes, params, task_ids, seg_len, family.param_names)

@@ -1,0 +1,213 @@
+"""HalfCheetah families: Gymnasium's HalfCheetah-v5 (MuJoCo) with CaDM's physics changes.
+
+Both follow CaDM (Lee et al., ICML 2020, `cadm/envs/config.py`,
+`cadm/envs/half_cheetah_env.py`, `cadm/envs/half_cheetah_cripple_env.py`); episodes are
+1000 steps.
+
+`halfcheetah` -- params {"mass_scale", "damping_scale"}, mapped from the env's defaults
+(copied when the env is built, so envs never share state):
+
+    model.body_mass[:]   = default_body_mass   * mass_scale     (every body; world stays 0)
+    model.dof_damping[:] = default_dof_damping * damping_scale  (every dof; root dofs stay 0)
+
+As in CaDM, `body_inertia` is not scaled. Train scales {0.75, 0.85, 1.0, 1.15, 1.25} for
+both; test splits (CaDM's `test_range`, each a 2 x 2 grid of mass x damping):
+extreme_low {0.2, 0.3}, moderate_low {0.4, 0.5}, moderate_high {1.5, 1.6},
+extreme_high {1.7, 1.8}.
+
+`cripple_halfcheetah` -- param {"cripple_joint"}, an integer index (held as a float) into
+the 6 action dims (bthigh, bshin, bfoot, fthigh, fshin, ffoot). As CaDM does, the action
+is multiplied by a mask with 0 at that dim before stepping (so the control cost also sees
+the masked action), and the crippled limb's geom is coloured red. Train joints {0, 1, 2, 3};
+test split "unseen_joint" {4, 5}. CaDM's second test setting (joints 4 and 5 both
+crippled, `extreme_set=[1]`) is not represented by this one-joint parameter.
+
+Observation: Gymnasium's 17-dim obs, qpos[1:] (8) then qvel (9); the x position is
+excluded and index 8 is qvel[0], the root's forward velocity. (CaDM's own obs instead
+puts a finite-difference x velocity first; we keep Gymnasium's.)
+
+Default cost: the reward (forward velocity - 0.1 |a|^2) is not a fixed-target quadratic,
+so the cost tracks a high forward velocity: (v - 8)^2 on obs index 8 (q = 1), q = 1e-3
+on the other dims (a weak pull toward the initial pose and zero joint velocities), and
+r = 0.1 per action dim (HalfCheetah's ctrl_cost_weight); `reward_weight` = 0. Near v = 0
+the cost falls by 16 per m/s where the reward rises by 1, so control is weighted about
+16x less, relative to speed, than in the reward; the pull vanishes at 8 m/s.
+
+Start states: "default" is Gymnasium's (qpos + U(-0.1, 0.1), qvel + 0.1 N(0, 1));
+"cadm" is CaDM's (qpos and qvel + N(0, 0.001^2)), used for evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.utils import RecordConstructorArgs
+
+from .base import Choice, CostSpec, Params, TaskFamily
+
+EPISODE_STEPS = 1000
+TRAIN_SCALES = (0.75, 0.85, 1.0, 1.15, 1.25)
+TRAIN_CRIPPLE_JOINTS = (0.0, 1.0, 2.0, 3.0)
+TEST_CRIPPLE_JOINTS = (4.0, 5.0)
+FORWARD_VELOCITY_INDEX = 8  # obs[8] = qvel[0], the root's x velocity
+TARGET_VELOCITY = 8.0
+ACTION_NAMES = ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot")
+OBS_NAMES = (
+    ("rootz", "rooty")
+    + ACTION_NAMES
+    + ("rootx_vel", "rootz_vel", "rooty_vel")
+    + tuple(f"{joint}_vel" for joint in ACTION_NAMES)
+)
+PLANNER = {"horizon": 15, "samples": 512, "temperature": 0.1, "noise_scale": 0.5}
+
+
+def _cheetah(env: gym.Env) -> HalfCheetahEnv:
+    return cast(HalfCheetahEnv, env.unwrapped)
+
+
+class ScaledPhysics(gym.Wrapper, RecordConstructorArgs):
+    """Scale every body mass and joint damping of a MuJoCo env from its default values."""
+
+    def __init__(self, env: gym.Env, mass_scale: float = 1.0, damping_scale: float = 1.0):
+        RecordConstructorArgs.__init__(self, mass_scale=mass_scale, damping_scale=damping_scale)
+        gym.Wrapper.__init__(self, env)
+        model = _cheetah(env).model
+        self.default_body_mass = model.body_mass.copy()
+        self.default_dof_damping = model.dof_damping.copy()
+        self.set_scales(mass_scale, damping_scale)
+
+    def set_scales(self, mass_scale: float, damping_scale: float) -> None:
+        """Set body_mass = defaults * mass_scale and dof_damping = defaults * damping_scale."""
+        if mass_scale <= 0 or damping_scale < 0:
+            raise ValueError(
+                f"need mass_scale > 0 and damping_scale >= 0, got {mass_scale=}, {damping_scale=}"
+            )
+        self.mass_scale, self.damping_scale = float(mass_scale), float(damping_scale)
+        model = _cheetah(self.env).model
+        model.body_mass[:] = self.default_body_mass * self.mass_scale
+        model.dof_damping[:] = self.default_dof_damping * self.damping_scale
+
+
+class CrippleAction(gym.ActionWrapper, RecordConstructorArgs):
+    """Disable one actuator by zeroing its action dim (CaDM's `cripple_mask`); colour its limb red."""
+
+    def __init__(self, env: gym.Env, joint: int):
+        RecordConstructorArgs.__init__(self, joint=joint)
+        gym.ActionWrapper.__init__(self, env)
+        if not isinstance(env.action_space, spaces.Box):
+            raise TypeError(f"CrippleAction needs a Box action space, got {env.action_space}")
+        n_act = int(env.action_space.shape[0])
+        if not 0 <= joint < n_act:
+            raise ValueError(f"cripple_joint must be an action index in [0, {n_act}), got {joint}")
+        self.joint = joint
+        self.mask = np.ones(n_act, dtype=np.float32)
+        self.mask[joint] = 0.0
+        model = _cheetah(env).model
+        # CaDM colours the geom named like the crippled joint (joint_names[joint + 3]).
+        joint_name = model.joint(int(model.actuator_trnid[joint, 0])).name
+        model.geom_rgba[model.geom(joint_name).id, :3] = (1.0, 0.0, 0.0)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return (self.mask * np.asarray(action)).astype(np.float32)
+
+
+class CaDMStart(gym.Wrapper, RecordConstructorArgs):
+    """Start as CaDM's HalfCheetah: init qpos and qvel plus N(0, 0.001^2) noise."""
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed, options=options)
+        base = _cheetah(self.env)
+        rng = base.np_random
+        qpos = base.init_qpos + rng.normal(0.0, 0.001, size=base.model.nq)
+        qvel = base.init_qvel + rng.normal(0.0, 0.001, size=base.model.nv)
+        base.set_state(qpos, qvel)
+        return base._get_obs(), base._get_reset_info()
+
+
+def _cripple_joint(value: float) -> int:
+    joint = int(round(float(value)))
+    if joint != float(value):
+        raise ValueError(f"cripple_joint must hold an integer action index, got {value}")
+    return joint
+
+
+def make_halfcheetah(params: Params, start: str = "default") -> gym.Env:
+    """HalfCheetah-v5 (1000 steps) with `params` from {"mass_scale", "damping_scale", "cripple_joint"}.
+
+    Missing scales default to 1.0; without "cripple_joint" every actuator works.
+    """
+    unknown = set(params) - {"mass_scale", "damping_scale", "cripple_joint"}
+    if unknown:
+        raise ValueError(
+            f"unknown halfcheetah params {sorted(unknown)}; expected mass_scale, damping_scale, cripple_joint"
+        )
+    if start not in ("default", "cadm"):
+        raise ValueError(f"unknown start {start!r} for halfcheetah; expected 'default' or 'cadm'")
+    env: gym.Env = gym.make("HalfCheetah-v5", max_episode_steps=EPISODE_STEPS)
+    env = ScaledPhysics(env, params.get("mass_scale", 1.0), params.get("damping_scale", 1.0))
+    if "cripple_joint" in params:
+        env = CrippleAction(env, _cripple_joint(params["cripple_joint"]))
+    if start == "cadm":
+        env = CaDMStart(env)
+    return env
+
+
+def _cost() -> CostSpec:
+    n_obs = len(OBS_NAMES)
+    target = [0.0] * n_obs
+    q = [1e-3] * n_obs
+    target[FORWARD_VELOCITY_INDEX], q[FORWARD_VELOCITY_INDEX] = TARGET_VELOCITY, 1.0
+    return CostSpec(
+        target=tuple(target), q=tuple(q), r=(0.1,) * len(ACTION_NAMES), terminal_weight=1.0, reward_weight=0.0
+    )
+
+
+def _scales(values: tuple[float, float]) -> tuple[dict[str, Choice], ...]:
+    return ({"mass_scale": Choice(values), "damping_scale": Choice(values)},)
+
+
+def halfcheetah_family() -> TaskFamily:
+    """HalfCheetah with body masses and joint dampings scaled per task (CaDM's train and test sets)."""
+    return TaskFamily(
+        name="halfcheetah",
+        make_env=make_halfcheetah,
+        train={"mass_scale": Choice(TRAIN_SCALES), "damping_scale": Choice(TRAIN_SCALES)},
+        test_splits={
+            "extreme_low": _scales((0.2, 0.3)),
+            "moderate_low": _scales((0.4, 0.5)),
+            "moderate_high": _scales((1.5, 1.6)),
+            "extreme_high": _scales((1.7, 1.8)),
+        },
+        episode_steps=EPISODE_STEPS,
+        default_cost=_cost(),
+        obs_names=OBS_NAMES,
+        action_names=ACTION_NAMES,
+        eval_start="cadm",
+        default_planner=dict(PLANNER),
+        description="Gymnasium HalfCheetah-v5, all body masses and joint dampings scaled per task (CaDM).",
+    )
+
+
+def cripple_halfcheetah_family() -> TaskFamily:
+    """HalfCheetah with one actuator disabled per task: train joints 0-3, test joints 4-5 (CaDM)."""
+    return TaskFamily(
+        name="cripple_halfcheetah",
+        make_env=make_halfcheetah,
+        train={"cripple_joint": Choice(TRAIN_CRIPPLE_JOINTS)},
+        test_splits={"unseen_joint": ({"cripple_joint": Choice(TEST_CRIPPLE_JOINTS)},)},
+        episode_steps=EPISODE_STEPS,
+        default_cost=_cost(),
+        obs_names=OBS_NAMES,
+        action_names=ACTION_NAMES,
+        eval_start="cadm",
+        default_planner=dict(PLANNER),
+        description="Gymnasium HalfCheetah-v5 with one leg actuator disabled per task (CaDM).",
+    )

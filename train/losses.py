@@ -1,0 +1,109 @@
+"""Meta-training losses, one per adaptation mode. Each takes a batch of task segments.
+
+A batch holds B segments of L transitions, each from one task. Position t is predicted
+with the belief h_t that folded transitions < t, so every position is a target with
+its own context size (0 .. L-1): one pass trains the whole adaptation curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import DynamicsModel
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor  # (B, L, obs_dim)
+    actions: torch.Tensor  # (B, L, act_dim)
+    next_obs: torch.Tensor  # (B, L, obs_dim)
+    rewards: torch.Tensor  # (B, L)
+    params: torch.Tensor  # (B, n_params)
+
+
+@dataclass
+class Encoded:
+    """What every loss needs: beliefs, features and normalized targets at every position."""
+
+    h: torch.Tensor  # (B, L, hidden)
+    phi: torch.Tensor  # (B, L, D)
+    y: torch.Tensor  # (B, L, P)
+
+
+def encode(model: DynamicsModel, b: Batch) -> Encoded:
+    h = model.beliefs(b.obs, b.actions, b.next_obs, b.rewards, b.params)
+    return Encoded(h, model.features(b.obs, b.actions, h), model.targets(b.obs, b.next_obs, b.rewards))
+
+
+def recurrent_loss(model: DynamicsModel, e: Encoded) -> torch.Tensor:
+    """One-step error with h_t at every position, head at W0."""
+    return ((e.phi @ model.W0 - e.y) ** 2).mean()
+
+
+def none_loss(model: DynamicsModel, b: Batch, e: Encoded) -> torch.Tensor:
+    """Context-free error (h frozen at h0): trains h0 to be the best prior belief."""
+    h0 = model.h0.expand_as(e.h)
+    phi0 = model.features(b.obs, b.actions, h0)
+    return ((phi0 @ model.W0 - e.y) ** 2).mean()
+
+
+def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4) -> torch.Tensor:
+    """Open-loop K-step state error (normalized delta units), h and W0 held fixed as in the planner."""
+    L = b.obs.shape[1]
+    total = torch.zeros((), device=b.obs.device)
+    for s in torch.randint(0, L - k + 1, (n_starts,)).tolist():
+        h, x = e.h[:, s], b.obs[:, s]  # (B, hidden), (B, obs_dim)
+        for j in range(k):
+            x = model.next_obs(x, model.features(x, b.actions[:, s + j], h) @ model.W0)
+            total = total + (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
+    return total / (n_starts * k)
+
+
+def adapt_gradient(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor, steps: int) -> torch.Tensor:
+    """k explicit gradient steps on the head from W0 over a context (B, m, D), (B, m, P) -> W (B, D, P).
+
+    The gradient of a linear head is closed-form, so this is exact second-order MAML for free.
+    """
+    W = model.W0.expand(phi_c.shape[0], -1, -1)
+    m = phi_c.shape[1]
+    for _ in range(steps):
+        grad = (2.0 / m) * phi_c.transpose(1, 2) @ (phi_c @ W - y_c)  # (B, D, P)
+        W = W - model.step_size() * grad
+    return W
+
+
+def gradient_loss(model: DynamicsModel, e: Encoded, window: int, steps: int) -> torch.Tensor:
+    """Adapt W on a context of m <= window transitions, score on the transitions after it."""
+    L = e.phi.shape[1]
+    m = int(torch.randint(1, min(window, L - 1) + 1, ()).item())
+    W = adapt_gradient(model, e.phi[:, :m], e.y[:, :m], steps)
+    return ((e.phi[:, m:] @ W - e.y[:, m:]) ** 2).mean()
+
+
+def bayes_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor):
+    """Exact Gaussian posterior over W given a context: mean (B, D, P), covariance factor (B, D, D)."""
+    lam0 = model.prior_precision()  # (D, D)
+    lam = lam0 + phi_c.transpose(1, 2) @ phi_c  # (B, D, D)
+    rhs = lam0 @ model.W0 + phi_c.transpose(1, 2) @ y_c  # (B, D, P)
+    chol = torch.linalg.cholesky(lam)
+    W = torch.cholesky_solve(rhs, chol)
+    cov = torch.cholesky_inverse(chol)  # (B, D, D) = Lambda^-1
+    return W, cov
+
+
+def bayes_predict(model: DynamicsModel, phi: torch.Tensor, W: torch.Tensor, cov: torch.Tensor):
+    """Predictive mean (B, T, P) and variance (B, T, P) at features phi (B, T, D)."""
+    mean = phi @ W
+    quad = ((phi @ cov) * phi).sum(-1, keepdim=True)  # (B, T, 1)
+    return mean, model.noise_var() * (1.0 + quad)
+
+
+def bayes_loss(model: DynamicsModel, e: Encoded, window: int) -> torch.Tensor:
+    """Held-out Gaussian NLL after a posterior update on m <= window context transitions."""
+    L = e.phi.shape[1]
+    m = int(torch.randint(0, min(window, L - 1) + 1, ()).item())
+    W, cov = bayes_posterior(model, e.phi[:, :m], e.y[:, :m])
+    mean, var = bayes_predict(model, e.phi[:, m:], W, cov)
+    return (0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log())).mean()

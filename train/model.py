@@ -1,0 +1,144 @@
+"""The meta-learned dynamics model: GRU belief encoder, feature MLP, linear head.
+
+Everything is explicit state: `beliefs` folds transitions into h, `features` maps
+(obs, action, h) to phi, the head is `phi @ W`. The runtime re-implements only the
+head algebra (numpy); encoder and features are exported to ONNX as they are here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Constructor arguments, stored in every checkpoint so anyone can rebuild the model."""
+
+    obs_dim: int
+    action_dim: int
+    hidden_size: int = 64
+    feature_dim: int = 64
+    mlp_width: int = 128
+    n_task_params: int = 0
+    """> 0 makes an oracle model: h is the normalized true task parameters, no encoder."""
+
+
+class DynamicsModel(nn.Module):
+    """delta, reward ~ phi(obs, action, h) @ W, with h folded from observed transitions by a GRU."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        o, a = args.obs_dim, args.action_dim
+        self.oracle = args.n_task_params > 0
+        self.hidden_size = args.n_task_params if self.oracle else args.hidden_size
+        self.out_dim = o + 1  # normalized delta and reward
+        # normalization statistics (set from data before training; exported with the model)
+        for name, dim in (("obs", o), ("action", a), ("delta", o), ("reward", 1), ("param", args.n_task_params)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+        if not self.oracle:
+            self.gru = nn.GRU(2 * o + a + 1, self.hidden_size, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(self.hidden_size))
+        w = args.mlp_width
+        self.fx = nn.Linear(o + a, w)
+        self.fh = nn.Linear(self.hidden_size, w, bias=False)  # h enters the first layer additively
+        self.f2 = nn.Linear(w, w)
+        self.f3 = nn.Linear(w, args.feature_dim - 1)  # + a constant 1 = the head's bias
+        self.W0 = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
+        nn.init.normal_(self.W0, std=0.01)
+        # gradient mode: per-output inner step size (log-parameterized, so it stays positive)
+        self.log_step_size = nn.Parameter(torch.full((self.out_dim,), -2.0))
+        # bayes mode: prior precision Lambda0 = L L^T + eps I, per-output noise variance
+        self.prior_chol = nn.Parameter(torch.eye(args.feature_dim) * 1.0)
+        self.log_noise_var = nn.Parameter(torch.full((self.out_dim,), -2.0))
+
+    # ------------------------------------------------------------------ normalization
+    def set_normalization(self, stats: dict[str, torch.Tensor]) -> None:
+        """Copy mean/std statistics (keys like 'obs_mean') into the buffers."""
+        for k, v in stats.items():
+            getattr(self, k).copy_(torch.as_tensor(v, dtype=torch.float32))
+
+    def transition_input(self, obs, action, next_obs, reward) -> torch.Tensor:
+        """Normalized encoder input (..., 2*obs_dim + act_dim + 1)."""
+        return torch.cat([
+            (obs - self.obs_mean) / self.obs_std,
+            (action - self.action_mean) / self.action_std,
+            (next_obs - obs - self.delta_mean) / self.delta_std,
+            (reward.unsqueeze(-1) - self.reward_mean) / self.reward_std,
+        ], dim=-1)
+
+    def targets(self, obs, next_obs, reward) -> torch.Tensor:
+        """Normalized head targets (..., obs_dim + 1)."""
+        d = (next_obs - obs - self.delta_mean) / self.delta_std
+        r = (reward.unsqueeze(-1) - self.reward_mean) / self.reward_std
+        return torch.cat([d, r], dim=-1)
+
+    # ------------------------------------------------------------------ belief
+    def gru_step(self, h, obs, action, next_obs, reward) -> torch.Tensor:
+        """One encoder step, written out (Gemm/Sigmoid/Tanh) so ONNX export is exact. (B, hidden)."""
+        x = self.transition_input(obs, action, next_obs, reward.reshape(-1))
+        gi = F.linear(x, self.gru.weight_ih_l0, self.gru.bias_ih_l0)  # (B, 3*hidden)
+        gh = F.linear(h, self.gru.weight_hh_l0, self.gru.bias_hh_l0)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h
+
+    def beliefs(self, obs, action, next_obs, reward, task_params=None) -> torch.Tensor:
+        """Belief before each transition: h_t folds transitions < t. (B, L, ...) -> (B, L, hidden)."""
+        B, L = obs.shape[:2]
+        if self.oracle:
+            hp = (task_params - self.param_mean) / self.param_std  # (B, n_params)
+            return hp[:, None, :].expand(B, L, -1)
+        x = self.transition_input(obs, action, next_obs, reward)  # (B, L, in)
+        h0 = self.h0.expand(1, B, -1).contiguous()
+        hs, _ = self.gru(x[:, :-1], h0)  # (B, L-1, hidden): h after each of the first L-1 transitions
+        return torch.cat([h0.transpose(0, 1), hs], dim=1)  # (B, L, hidden)
+
+    # ------------------------------------------------------------------ features and head
+    def features(self, obs, action, h) -> torch.Tensor:
+        """phi(obs, action, h) with a trailing constant 1. (..., feature_dim)."""
+        return self.features_from_projection(obs, action, self.fh(h))
+
+    def features_from_projection(self, obs, action, h_proj) -> torch.Tensor:
+        """phi given h already projected by the first layer (`fh(h)`), so a planner computes it once."""
+        x = torch.cat([(obs - self.obs_mean) / self.obs_std, (action - self.action_mean) / self.action_std], -1)
+        z = F.silu(self.fx(x) + h_proj)
+        z = F.silu(self.f2(z))
+        z = torch.tanh(self.f3(z))
+        return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
+
+    def next_obs(self, obs, head_out) -> torch.Tensor:
+        """Raw next observation from normalized head output."""
+        return obs + head_out[..., : self.args.obs_dim] * self.delta_std + self.delta_mean
+
+    def reward(self, head_out) -> torch.Tensor:
+        return head_out[..., self.args.obs_dim] * self.reward_std[0] + self.reward_mean[0]
+
+    # ------------------------------------------------------------------ adaptation parameters
+    def step_size(self) -> torch.Tensor:
+        return self.log_step_size.exp()  # (P,)
+
+    def prior_precision(self) -> torch.Tensor:
+        L = torch.tril(self.prior_chol)
+        return L @ L.T + 1e-3 * torch.eye(L.shape[0], device=L.device)  # (D, D)
+
+    def noise_var(self) -> torch.Tensor:
+        return self.log_noise_var.exp()  # (P,)
+
+    def checkpoint(self) -> dict:
+        """Constructor arguments + weights: enough to rebuild the model anywhere."""
+        return {"args": asdict(self.args), "state_dict": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> DynamicsModel:
+        model = cls(ModelArgs(**ckpt["args"]))
+        model.load_state_dict(ckpt["state_dict"])
+        return model
