@@ -1,0 +1,74 @@
+"""The three exported graphs as small torch modules with fixed, named inputs (DESIGN §4).
+
+State goes in and comes out: `encoder_step` (h, transition) -> h'; `features`
+(obs, action, h) -> phi; `rollout` (obs, h, W, actions, cost terms) -> (costs, states).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from mbmrl.train.model import DynamicsModel
+
+
+class EncoderStep(nn.Module):
+    """(h (B,hidden), obs (B,O), action (B,A), next_obs (B,O), reward (B,1)) -> h_next (B,hidden)."""
+
+    input_names = ["h", "obs", "action", "next_obs", "reward"]
+    output_names = ["h_next"]
+
+    def __init__(self, model: DynamicsModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, h, obs, action, next_obs, reward):
+        return self.model.gru_step(h, obs, action, next_obs, reward)
+
+
+class Features(nn.Module):
+    """(obs (B,O), action (B,A), h (B,hidden)) -> phi (B,D)."""
+
+    input_names = ["obs", "action", "h"]
+    output_names = ["phi"]
+
+    def __init__(self, model: DynamicsModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, obs, action, h):
+        return self.model.features(obs, action, h)
+
+
+class Rollout(nn.Module):
+    """Roll N action sequences over a fixed horizon and cost them (DESIGN §3 quadratic cost).
+
+    obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,),
+    terminal_weight (1,), reward_weight (1,) -> costs (N,), states (N,H,O).
+    """
+
+    input_names = ["obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight"]
+    output_names = ["costs", "states"]
+
+    def __init__(self, model: DynamicsModel, horizon: int):
+        super().__init__()
+        self.model = model
+        self.horizon = horizon
+
+    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight):
+        m = self.model
+        n = actions.shape[0]
+        x = obs.expand(n, -1)  # (N, O)
+        h_proj = m.fh(h)  # (1, width): the belief enters once, shared by all samples and steps
+        cost = torch.zeros_like(actions[:, 0, 0])  # (N,)
+        states = []
+        for t in range(self.horizon):
+            a = actions[:, t]  # (N, A)
+            out = m.features_from_projection(x, a, h_proj) @ W  # (N, P)
+            x = m.next_obs(x, out)
+            state_cost = ((x - target[t]) ** 2 * q).sum(-1)
+            if t == self.horizon - 1:
+                state_cost = state_cost * terminal_weight
+            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * m.reward(out)
+            states.append(x)
+        return cost, torch.stack(states, dim=1)  # (N,), (N, H, O)
