@@ -85,15 +85,15 @@ def plan(
         noise[0] = 0.0
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
         costs = np.asarray(objective(actions), dtype=np.float64)  # (N,)
-        costs = np.where(np.isfinite(costs), costs, np.inf)
-        if not np.isfinite(costs).any():
+        finite = np.isfinite(costs)  # a diverging sample gets no weight, and does not skew the rest
+        if not finite.any():
             return mean  # nothing usable sampled: keep the previous plan
-        costs = np.where(np.isfinite(costs), costs, costs[np.isfinite(costs)].max() * 10 + 1)
         if cfg.method == "mppi":
-            w = mppi_weights(costs, cfg.temperature)  # (N,)
+            w = np.zeros_like(costs)
+            w[finite] = mppi_weights(costs[finite], cfg.temperature)  # (N,)
             mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
         else:
-            elite = actions[np.argsort(costs)[:n_elite]]  # (E, H, A)
+            elite = actions[np.argsort(np.where(finite, costs, np.inf))[:n_elite]]  # (E, H, A)
             mean = elite.mean(axis=0)
             std = np.maximum(elite.std(axis=0), 1e-3 * half_range).astype(np.float32)
     return np.clip(mean, low, high).astype(np.float32)

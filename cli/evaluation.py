@@ -1,0 +1,262 @@
+"""`mbmrl eval`: adaptation curves and MPC returns on a family's test tasks (DESIGN §7).
+
+Everything runs through the deployed artifact: either in-process with `mbmrl.runtime`
+or over HTTP with `mbmrl.runtime.client` (both expose `new_session(...)`), so we
+measure what we deploy. No torch is imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mbmrl.runtime import Runtime
+from mbmrl.train.data import random_actions, rollout_episode
+from mbmrl.train.families import Params, TaskFamily, get_family
+
+CONTEXTS = (0, 1, 2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation of an artifact on held-out (test-range) tasks."""
+
+    artifact: str = field(default="artifact", metadata={"help": "artifact directory from `mbmrl export`"})
+    family: str = field(default="", metadata={"help": "task family (default: the artifact's own)"})
+    split: str = field(default="test", metadata={"help": "'test' (all test splits) or one split name"})
+    out: str = field(default="eval", metadata={"help": "output directory for eval.json and plots"})
+    modes: str = field(default="none,recurrent,gradient,bayes,oracle", metadata={"help": "modes to evaluate"})
+    horizon: int = field(default=15, metadata={"help": "H for the open-loop H-step prediction error"})
+    windows: int = field(default=8, metadata={"help": "context windows per task for the prediction error"})
+    seeds: int = field(default=2, metadata={"help": "MPC episodes per task (different start states)"})
+    episode_steps: int = field(default=0, metadata={"help": "MPC episode length (0 = the family's)"})
+    control: bool = field(default=True, metadata={"help": "run MPC episodes"})
+    threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
+    seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
+    markdown: bool = field(default=False, metadata={"help": "also write results.md (README-ready tables)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+# ---------------------------------------------------------------------------- data
+def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: int) -> list[dict]:
+    """Random-action episodes on one task: the ground truth for prediction errors."""
+    rng = np.random.default_rng(seed)
+    env = family.make_env(params, "default")
+    low, high = env.action_space.low, env.action_space.high
+    eps = []
+    for i in range(n):
+        acts = random_actions(rng, low, high, steps)
+        eps.append(rollout_episode(env, lambda o, t, acts=acts: acts[t], steps, seed=seed * 1000 + i))
+    env.close()
+    return eps
+
+
+def window_starts(length: int, need: int, n: int) -> list[int]:
+    """Up to `n` evenly spaced starts of windows of `need` steps inside an episode of `length`."""
+    if length < need:
+        return []
+    return sorted({int(s) for s in np.linspace(0, length - need, n)})
+
+
+# ---------------------------------------------------------------------------- prediction
+def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], delta_std: np.ndarray,
+                      contexts: tuple[int, ...], horizon: int, windows: int, task_params: Params | None,
+                      ) -> dict[int, dict[str, float]]:
+    """Normalized one-step and H-step errors after m context transitions, for each m in `contexts`.
+
+    Error = mean over obs dims of ((predicted - true) / delta_std)^2: the surprise's units.
+    One session per window: observe m transitions, then predict the next one (one-step)
+    and the next `horizon` open-loop (H-step).
+    """
+    m_max = max(contexts)
+    one = {m: [] for m in contexts}
+    multi = {m: [] for m in contexts}
+    per_ep = max(1, windows // max(len(episodes), 1))
+    for ep in episodes:
+        for s in window_starts(len(ep["obs"]), m_max + horizon, per_ep):
+            sess = new_session(mode=mode, seed=0, task_params=task_params)
+            for m in range(m_max + 1):
+                if m in one:
+                    t = s + m
+                    pred, _ = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
+                    err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
+                    one[m].append(float(np.mean(err[0] ** 2)))
+                    multi[m].append(float(np.mean(err**2)))
+                if m < m_max:
+                    t = s + m
+                    sess.observe(ep["obs"][t], ep["actions"][t], ep["next_obs"][t], float(ep["rewards"][t]))
+            close = getattr(sess, "close", None)
+            if close:
+                close()
+    return {m: {"one_step": float(np.mean(one[m])), "h_step": float(np.mean(multi[m]))} for m in contexts}
+
+
+# ---------------------------------------------------------------------------- control
+def control_episode(new_session: Callable, mode: str, family: TaskFamily, params: Params, seed: int,
+                    steps: int, task_params: Params | None = None) -> dict:
+    """One MPC episode from the family's evaluation start; the session adapts online as it goes."""
+    env = family.make_env(params, family.eval_start)
+    sess = new_session(mode=mode, seed=seed, task_params=task_params)
+    obs, _ = env.reset(seed=seed)
+    total, infos = 0.0, []
+    for _ in range(steps):
+        a = sess.act(obs).action
+        nxt, r, term, trunc, info = env.step(a)
+        if mode != "none":
+            sess.observe(obs, a, nxt, float(r))
+        total += float(r)
+        infos.append(info)
+        obs = nxt
+        if term or trunc:
+            break
+    env.close()
+    close = getattr(sess, "close", None)
+    if close:
+        close()
+    out = {"return": total, "steps": len(infos)}
+    if infos and "position_error" in infos[0]:
+        out["position_rmse"] = float(np.sqrt(np.mean([i["position_error"] ** 2 for i in infos])))
+    return out
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "n": int(a.size)}
+
+
+# ---------------------------------------------------------------------------- whole evaluation
+def available_modes(requested: str, rt: Runtime, oracle_rt: Runtime | None) -> list[str]:
+    """Requested modes this artifact offers (oracle only when ARTIFACT/oracle exists)."""
+    modes = []
+    for m in [x.strip() for x in requested.split(",") if x.strip()]:
+        if m == "oracle" and oracle_rt is not None or m in rt.modes and m != "oracle":
+            modes.append(m)
+    return modes
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Prediction curves and MPC returns for every mode on every test task; returns the eval dict."""
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    rt = Runtime(cfg.artifact, threads=cfg.threads)
+    oracle_dir = Path(cfg.artifact) / "oracle"
+    oracle_rt = Runtime(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
+    family = get_family(cfg.family or rt.manifest["family"])
+    modes = available_modes(cfg.modes, rt, oracle_rt)
+    tasks = family.test_tasks(cfg.split)
+    steps = cfg.episode_steps or family.episode_steps
+    contexts = tuple(m for m in CONTEXTS if m + cfg.horizon < family.episode_steps)
+    pred: dict = {m: {c: [] for c in contexts} for m in modes}
+    returns: dict = {m: {} for m in modes}
+    extra: dict = {m: {} for m in modes}
+    bar = tqdm(total=len(tasks) * len(modes), desc="eval", disable=not cfg.progress)
+    for ti, (split, params) in enumerate(tasks):
+        eps = eval_episodes(family, params, 2, family.episode_steps, seed=cfg.seed * 7919 + ti)
+        for mode in modes:
+            backend = oracle_rt if mode == "oracle" else rt
+            tp = params if mode == "oracle" else None
+            errs = prediction_errors(backend.new_session, mode, eps, rt.norm.delta_std, contexts,
+                                     cfg.horizon, cfg.windows, tp)
+            for c in contexts:
+                pred[mode][c].append(errs[c])
+            if cfg.control:
+                for s in range(cfg.seeds):
+                    ep = control_episode(backend.new_session, mode, family, params, cfg.seed + s, steps, tp)
+                    returns[mode].setdefault(split, []).append(ep["return"])
+                    if "position_rmse" in ep:
+                        extra[mode].setdefault(split, []).append(ep["position_rmse"])
+            bar.update(1)
+    bar.close()
+    result = {
+        "family": family.name, "split": cfg.split, "artifact": str(cfg.artifact), "modes": modes,
+        "contexts": list(contexts), "horizon": cfg.horizon,
+        "tasks": [{"split": s, **p} for s, p in tasks],
+        "prediction": {m: {str(c): {k: float(np.mean([e[k] for e in pred[m][c]])) for k in ("one_step", "h_step")}
+                           for c in contexts} for m in modes},
+        "config": asdict(cfg),
+    }
+    if cfg.control:
+        result["control"] = {m: {"all": summarize(sum(returns[m].values(), [])),
+                                 **{s: summarize(v) for s, v in returns[m].items()}} for m in modes}
+        if any(extra[m] for m in modes):
+            result["position_rmse"] = {m: {"all": summarize(sum(extra[m].values(), [])),
+                                           **{s: summarize(v) for s, v in extra[m].items()}} for m in modes}
+    result["wall_seconds"] = time.time() - t0
+    return result
+
+
+def plot_curves(result: dict, out: Path) -> None:
+    """adaptation_curve.png (error vs m, log-x, oracle dashed) and returns.png (mean ± std per mode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ctx = result["contexts"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "one_step", "one-step"), (axes[1], "h_step", f"{result['horizon']}-step")):
+        for m in result["modes"]:
+            y = [result["prediction"][m][str(c)][key] for c in ctx]
+            ax.plot([max(c, 0.5) for c in ctx], y, marker="o", label=m, linestyle="--" if m == "oracle" else "-")
+        ax.set(xscale="log", yscale="log", xlabel="context transitions m (0 plotted at 0.5)",
+               ylabel="normalized MSE of delta", title=f"{result['family']} {result['split']}: {title} error")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "adaptation_curve.png", dpi=120)
+    plt.close(fig)
+    if "control" in result:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        modes = result["modes"]
+        splits = [s for s in result["control"][modes[0]] if s != "all"]
+        width = 0.8 / max(len(splits), 1)
+        for i, s in enumerate(splits):
+            mean = [result["control"][m][s]["mean"] for m in modes]
+            std = [result["control"][m][s]["std"] for m in modes]
+            ax.bar(np.arange(len(modes)) + i * width, mean, width, yerr=std, label=s, capsize=3)
+        ax.set_xticks(np.arange(len(modes)) + width * (len(splits) - 1) / 2, modes)
+        ax.set(ylabel="MPC episode return (mean ± std)", title=f"{result['family']}: control on test tasks")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "returns.png", dpi=120)
+        plt.close(fig)
+
+
+def markdown_tables(result: dict) -> str:
+    """README-ready tables generated from eval.json."""
+    modes, ctx = result["modes"], result["contexts"]
+    lines = [f"One-step prediction error (normalized MSE) after m transitions — {result['family']}, "
+             f"split `{result['split']}`:", "", "| mode | " + " | ".join(f"m={c}" for c in ctx) + " |",
+             "|---|" + "---|" * len(ctx)]
+    for m in modes:
+        lines.append(f"| {m} | " + " | ".join(f"{result['prediction'][m][str(c)]['one_step']:.4f}" for c in ctx)
+                     + " |")
+    if "control" in result:
+        splits = [s for s in result["control"][modes[0]] if s != "all"]
+        lines += ["", "MPC episode return (mean ± std over tasks × seeds):", "",
+                  "| mode | all | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
+        for m in modes:
+            c = result["control"][m]
+            lines.append(f"| {m} | {c['all']['mean']:.1f} ± {c['all']['std']:.1f} | "
+                         + " | ".join(f"{c[s]['mean']:.1f} ± {c[s]['std']:.1f}" for s in splits) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """`mbmrl eval`: evaluate, write eval.json + plots (+ results.md), print the tables."""
+    result = evaluate(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_curves(result, out)
+    md = markdown_tables(result)
+    if cfg.markdown:
+        (out / "results.md").write_text(md)
+    print(md)
+    print(f"wrote {out}/eval.json, adaptation_curve.png, returns.png in {result['wall_seconds']:.0f} s")
+    return result

@@ -1,0 +1,110 @@
+"""`mbmrl quickstart`: the whole loop in minutes on a CPU.
+
+Collect pendulum data across tasks, meta-train (plus the oracle), export to ONNX, serve
+the artifact on a free loopback port, and over HTTP adapt and control pendulums from
+CaDM's test range (never seen in training). Writes DIR/summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CADM_TABLE1_PENDULUM_MODERATE = {"vanilla dynamics model": -928.4, "+CaDM context encoder": -593.7}
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """Budget of the quickstart (defaults fit in ~5 minutes on 2 CPU cores)."""
+
+    out: str = field(default="quickstart", metadata={"help": "output directory"})
+    iters: int = field(default=1500, metadata={"help": "meta-training iterations"})
+    n_tasks: int = field(default=150, metadata={"help": "training tasks"})
+    episodes_per_task: int = field(default=3, metadata={"help": "random episodes per training task"})
+    control_seeds: int = field(default=1, metadata={"help": "MPC episodes per test task and mode"})
+    windows: int = field(default=8, metadata={"help": "context windows per test task for the prediction error"})
+    episode_steps: int = field(default=200, metadata={"help": "MPC episode length"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+def quickstart(cfg: QuickstartConfig) -> dict:
+    """Run the whole loop; returns (and writes) the summary."""
+    from tqdm.auto import tqdm
+
+    from mbmrl.export.onnx_export import ExportConfig, export_run
+    from mbmrl.runtime import load_manifest
+    from mbmrl.runtime.client import Client
+    from mbmrl.train.config import TrainConfig
+    from mbmrl.train.families import get_family
+    from mbmrl.train.trainer import train
+
+    from .evaluation import control_episode, eval_episodes, prediction_errors
+    from .local_server import local_server
+
+    t0 = time.time()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2))
+    print(f"[1/4] collecting data from {cfg.n_tasks} pendulum tasks and meta-training ({cfg.iters} iterations)")
+    tcfg = TrainConfig(out=str(out / "run"), n_tasks=cfg.n_tasks, episodes_per_task=cfg.episodes_per_task,
+                       iters=cfg.iters, seed=cfg.seed, device="cpu", progress=cfg.progress)
+    train(tcfg)
+    t_train = time.time() - t0
+    print(f"      done in {t_train:.0f} s")
+    print("[2/4] exporting to ONNX and verifying parity against torch")
+    artifact = export_run(ExportConfig(run=tcfg.out, out=str(out / "artifact"), horizons=(15,)))
+    family = get_family("pendulum")
+    tasks = family.test_tasks("test")
+    modes = ["none", "recurrent", "oracle"]
+    print(f"[3/4] serving the artifact on loopback; adapting and controlling {len(tasks)} test-range pendulums")
+    pred = {m: [] for m in modes}
+    returns = {m: {} for m in modes}
+    with local_server(artifact) as url, local_server(artifact / "oracle") as oracle_url:
+        clients = {"main": Client(url), "oracle": Client(oracle_url)}
+        delta_std = np.asarray(load_manifest(artifact)["normalization"]["delta_std"])
+        bar = tqdm(total=len(tasks) * len(modes), desc="HTTP episodes", disable=not cfg.progress)
+        for ti, (split, params) in enumerate(tasks):
+            eps = eval_episodes(family, params, 2, family.episode_steps, seed=10_000 + ti)
+            for mode in modes:
+                client = clients["oracle" if mode == "oracle" else "main"]
+                tp = params if mode == "oracle" else None
+                e = prediction_errors(client.new_session, mode, eps, delta_std, (16,), 1, cfg.windows, tp)
+                pred[mode].append(e[16]["one_step"])
+                for s in range(cfg.control_seeds):
+                    ep = control_episode(client.new_session, mode, family, params, cfg.seed + s,
+                                         cfg.episode_steps, tp)
+                    returns[mode].setdefault(split, []).append(ep["return"])
+                bar.update(1)
+        bar.close()
+    summary = {
+        "prediction_error": {m: float(np.mean(pred[m])) for m in modes},
+        "prediction_error_definition": "mean over test tasks and windows of the normalized squared error "
+                                       "((pred - true) / delta_std)^2 of the one-step delta after 16 context "
+                                       "transitions, averaged over observation dims",
+        "context_size": 16,
+        "control_return": {m: float(np.mean(sum(returns[m].values(), []))) for m in modes},
+        "control_return_by_split": {s: {m: float(np.mean(returns[m][s])) for m in modes}
+                                    for s in family.test_splits},
+        "cadm_table1_pendulum_moderate": CADM_TABLE1_PENDULUM_MODERATE,
+        "tasks": [{"split": s, **p} for s, p in tasks],
+        "episode_steps": cfg.episode_steps,
+        "start_distribution": "CaDM (hanging down)",
+        "train_seconds": t_train,
+        "wall_seconds": time.time() - t0,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("[4/4] results on test-range pendulums (never seen in training)")
+    print(f"{'mode':<12}{'pred. error @16':>16}{'return (all)':>14}{'moderate':>11}{'extreme':>11}")
+    for m in modes:
+        by = summary["control_return_by_split"]
+        print(f"{m:<12}{summary['prediction_error'][m]:>16.4f}{summary['control_return'][m]:>14.1f}"
+              f"{by['moderate'][m]:>11.1f}{by['extreme'][m]:>11.1f}")
+    print(f"CaDM Table 1 (Pendulum, moderate test): vanilla {CADM_TABLE1_PENDULUM_MODERATE['vanilla dynamics model']}"
+          f", +CaDM {CADM_TABLE1_PENDULUM_MODERATE['+CaDM context encoder']}")
+    print(f"wrote {out / 'summary.json'}; artifact in {artifact}; total {summary['wall_seconds']:.0f} s")
+    return summary

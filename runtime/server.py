@@ -1,0 +1,312 @@
+"""The HTTP API (DESIGN §5): FastAPI over `Runtime` and `Session`, numpy + onnxruntime only.
+
+`create_app(artifact)` builds the app; the `Runtime` is loaded in the lifespan and kept on
+`app.state` with the session store. Request models are built per artifact so that every
+vector has its exact dimension in the OpenAPI schema. Client mistakes are 4xx, never 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+
+from .manifest import load_manifest, sha256_file
+from .model import Runtime
+from .session import Session
+
+log = logging.getLogger("mbmrl.serve")
+
+UNAUTHORIZED = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
+
+
+class ErrorMessage(BaseModel):
+    """A 4xx error other than validation: `detail` says what was wrong and what to do."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorMessage(BaseModel):
+    """422: one entry per problem; `loc` names the field, `msg` what was expected."""
+
+    detail: list[ValidationIssue]
+
+
+def _err(description: str, model: type[BaseModel] = ErrorMessage) -> dict:
+    return {"model": model, "description": description}
+
+
+AUTH = {401: _err("Missing or wrong bearer token (only when the server runs with --token)")}
+BODY = {
+    413: _err("Request body larger than the server's limit"),
+    422: _err("Invalid input: wrong field, type, dimension or a non-finite number", ValidationErrorMessage),
+}
+NOT_FOUND = {404: _err("No session with this id")}
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ModelInfo(BaseModel):
+    obs_dim: int
+    action_dim: int
+    obs_names: list[str]
+    action_names: list[str]
+    action_low: list[float]
+    action_high: list[float]
+    hidden_size: int
+    modes: dict[str, dict[str, Any]]
+    default_mode: str
+    default_cost: dict[str, Any]
+    default_planner: dict[str, Any]
+    horizons: list[int]
+    family: str | None
+    format_version: int
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    mode: str
+
+
+class SessionList(BaseModel):
+    sessions: list[str]
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    mode: str
+    n_observed: int
+    planner: dict[str, Any]
+    cost: dict[str, Any]
+    h_norm: float
+    w_shift: float
+
+
+class Observed(BaseModel):
+    n_observed: int
+    surprise: list[float]
+
+
+class Acted(BaseModel):
+    action: list[float]
+    plan: list[list[float]]
+    predicted_obs: list[list[float]]
+    expected_cost: float
+
+
+class Predicted(BaseModel):
+    predicted_obs: list[list[float]]
+    predicted_var: list[list[float]] | None
+
+
+def _sanitized_errors(exc: RequestValidationError) -> list[dict]:
+    """Validation errors without `input`/`ctx`: never echo (possibly non-finite) client input."""
+    return [
+        {"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": str(e.get("msg", "invalid")),
+         "type": str(e.get("type", "value_error"))}
+        for e in exc.errors()
+    ]
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": _sanitized_errors(exc)})
+
+
+@contextmanager
+def _client_errors() -> Iterator[None]:
+    """A ValueError from the runtime is about the client's input: 422 with its message."""
+    try:
+        yield
+    except ValueError as e:
+        raise HTTPException(422, detail=[{"loc": ["body"], "msg": str(e), "type": "value_error"}]) from e
+
+
+def _authorized(header: bytes | None, token: bytes) -> bool:
+    if not header or not header[:7].lower() == b"bearer ":
+        return False
+    return secrets.compare_digest(header[7:].strip(), token)
+
+
+class BearerAuth:
+    """ASGI middleware: every path but /healthz needs `Authorization: Bearer <token>` (checked first)."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            header = dict(scope["headers"]).get(b"authorization")
+            if not _authorized(header, self.token):
+                response = JSONResponse({"detail": UNAUTHORIZED}, 401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _store(request: Request) -> SessionStore:
+    return request.app.state.store
+
+
+Store = Annotated[SessionStore, Depends(_store)]
+
+
+@contextmanager
+def _session(store: SessionStore, session_id: str, *, persist: bool = False):
+    """The session under its lock; client errors become 422, and a change is persisted before unlocking."""
+    try:
+        entry = store.get(session_id)
+    except UnknownSession as e:
+        raise HTTPException(404, detail=str(e)) from e
+    with entry.session.lock, _client_errors():
+        yield entry.session
+        if persist:
+            store.persist(session_id, entry)
+
+
+def create_app(
+    artifact: str | Path,
+    *,
+    token: str | None = None,
+    state_dir: str | Path | None = None,
+    threads: int = 1,
+    max_body_bytes: int = 1_000_000,
+    max_sessions: int = 1024,
+) -> FastAPI:
+    """The HTTP API for one artifact; the model is loaded when the app starts (lifespan)."""
+    manifest = load_manifest(artifact, verify=False)  # dims for the request schemas; verified in lifespan
+    m: RequestModels = build_request_models(
+        obs_dim=manifest["obs_dim"], action_dim=manifest["action_dim"], modes=sorted(manifest["modes"]),
+        horizons=sorted(int(g["horizon"]) for n, g in manifest["graphs"].items() if n.startswith("rollout")),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        rt = Runtime(artifact, threads=threads)
+        app.state.runtime = rt
+        app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions)
+        n = app.state.store.restore()
+        if n:
+            log.warning("restored %d session(s) from %s", n, state_dir)
+        yield
+
+    app = FastAPI(
+        title="mbmrl runtime", version="1", lifespan=lifespan, max_body_size=max_body_bytes,
+        description="Adapt a meta-trained dynamics model per session and plan actions with MPC (DESIGN §5).",
+        exception_handlers={RequestValidationError: _on_validation_error},
+    )
+    deps = [Depends(HTTPBearer(auto_error=False, description="the server's --token"))] if token else []
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    v1 = dict(dependencies=deps)
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> dict:
+        """Liveness probe; never needs the token."""
+        return {"status": "ok"}
+
+    @app.get("/v1/model", response_model=ModelInfo, responses=AUTH, tags=["model"], **v1)
+    def model(request: Request) -> dict:
+        """Dimensions, names, bounds, modes and defaults of the loaded artifact."""
+        rt: Runtime = request.app.state.runtime
+        mf = rt.manifest
+        return {
+            "obs_dim": rt.obs_dim, "action_dim": rt.action_dim,
+            "obs_names": mf.get("obs_names") or [f"obs{i}" for i in range(rt.obs_dim)],
+            "action_names": mf.get("action_names") or [f"action{i}" for i in range(rt.action_dim)],
+            "action_low": rt.action_low.tolist(), "action_high": rt.action_high.tolist(),
+            "hidden_size": rt.hidden_size, "modes": rt.modes, "default_mode": rt.default_mode,
+            "default_cost": rt.default_cost.to_dict(), "default_planner": rt.default_planner.to_dict(),
+            "horizons": rt.horizons, "family": mf.get("family"), "format_version": mf["format_version"],
+        }
+
+    @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
+              responses={**AUTH, **BODY, 429: _err("Too many sessions: delete some first")}, **v1)
+    def create_session(body: m.CreateSession, store: Store) -> dict:  # type: ignore[valid-type]
+        """Start an adaptation session (prior belief, empty plan)."""
+        with _client_errors():
+            try:
+                session_id, session = store.create(
+                    mode=body.mode, planner=body.planner.model_dump(exclude_none=True) if body.planner else None,
+                    cost=body.cost.model_dump(exclude_none=True) if body.cost else None,
+                    seed=body.seed, task_params=body.task_params,
+                )
+            except TooManySessions as e:
+                raise HTTPException(429, detail=str(e)) from e
+        return {"session_id": session_id, "mode": session.mode}
+
+    @app.get("/v1/sessions", response_model=SessionList, responses=AUTH, tags=["sessions"], **v1)
+    def list_sessions(store: Store) -> dict:
+        """Ids of the live sessions."""
+        return {"sessions": store.ids()}
+
+    @app.get("/v1/sessions/{session_id}", response_model=SessionInfo, responses={**AUTH, **NOT_FOUND},
+             tags=["sessions"], **v1)
+    def session_info(session_id: str, store: Store) -> dict:
+        """Mode, counters, planner, cost and how far the belief moved from the prior."""
+        with _session(store, session_id) as s:
+            return {"session_id": session_id, **s.info()}
+
+    @app.post("/v1/sessions/{session_id}/observe", response_model=Observed, tags=["sessions"],
+              responses={**AUTH, **BODY, **NOT_FOUND}, **v1)
+    def observe(session_id: str, body: m.ObserveRequest, store: Store) -> dict:  # type: ignore[valid-type]
+        """Fold transitions into the belief; `surprise` is the prior's error on each one."""
+        with _session(store, session_id, persist=True) as s:
+            surprise = s.observe_many([t.model_dump() for t in body.transitions])
+            return {"n_observed": s.n_observed, "surprise": surprise}
+
+    @app.post("/v1/sessions/{session_id}/act", response_model=Acted, tags=["sessions"],
+              responses={**AUTH, **BODY, **NOT_FOUND}, **v1)
+    def act(session_id: str, body: m.ActRequest, store: Store) -> dict:  # type: ignore[valid-type]
+        """Plan from `obs` under the adapted model (MPC): the action to apply now and the plan."""
+        with _session(store, session_id, persist=True) as s:
+            r = s.act(
+                body.obs, cost=body.cost.model_dump(exclude_none=True) if body.cost else None,
+                planner=body.planner.model_dump(exclude_none=True) if body.planner else None,
+            )
+            return {"action": r.action.tolist(), "plan": r.plan.tolist(),
+                    "predicted_obs": r.predicted_obs.tolist(), "expected_cost": r.expected_cost}
+
+    @app.post("/v1/sessions/{session_id}/predict", response_model=Predicted, tags=["sessions"],
+              responses={**AUTH, **BODY, **NOT_FOUND}, **v1)
+    def predict(session_id: str, body: m.PredictRequest, store: Store) -> dict:  # type: ignore[valid-type]
+        """Open-loop prediction under the adapted model; variance only in bayes mode."""
+        with _session(store, session_id) as s:
+            obs, var = s.predict(body.obs, body.actions)
+            return {"predicted_obs": obs.tolist(), "predicted_var": None if var is None else var.tolist()}
+
+    @app.post("/v1/sessions/{session_id}/reset", response_model=SessionInfo, tags=["sessions"],
+              responses={**AUTH, **NOT_FOUND}, **v1)
+    def reset(session_id: str, store: Store) -> dict:
+        """Forget everything observed: back to the prior belief and an empty plan."""
+        with _session(store, session_id, persist=True) as s:
+            s.reset()
+            return {"session_id": session_id, **s.info()}
+
+    @app.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["sessions"],
+                responses={**AUTH, **NOT_FOUND}, **v1)
+    def delete_session(session_id: str, store: Store) -> None:
+        """End a session and remove its persisted state."""
+        try:
+            store.delete(session_id)
+        except UnknownSession as e:
+            raise HTTPException(404, detail=str(e)) from e
+
+    return app

@@ -1,0 +1,79 @@
+"""MPPI and CEM on objectives whose optimum is known in closed form."""
+
+import numpy as np
+import pytest
+
+from mbmrl.runtime.planner import PlannerConfig, mppi_weights, plan, shift_plan
+
+H, A = 10, 1
+
+
+def integrator_objective(x0: float, q: float, r: float):
+    """x_{t+1} = x_t + a_t; cost sum_t q x_{t+1}^2 + r a_t^2, for a batch of plans (N, H, 1)."""
+
+    def objective(actions: np.ndarray) -> np.ndarray:
+        x = x0 + np.cumsum(actions[..., 0], axis=1)  # (N, H)
+        return (q * x**2).sum(1) + (r * actions[..., 0] ** 2).sum(1)
+
+    return objective
+
+
+def integrator_optimum(x0: float, q: float, r: float) -> np.ndarray:
+    """Minimize q||L a + x0||^2 + r||a||^2 (L lower-triangular ones): normal equations."""
+    L = np.tril(np.ones((H, H)))
+    return -np.linalg.solve(q * L.T @ L + r * np.eye(H), q * L.T @ np.full(H, x0))
+
+
+@pytest.mark.parametrize("method", ["mppi", "cem"])
+def test_planner_finds_the_lqr_optimum_of_an_integrator(method):
+    x0, q, r = 1.5, 1.0, 0.5
+    # MPPI keeps its sampling noise fixed, so it converges to within ~noise/sqrt(samples) of the optimum;
+    # CEM shrinks its noise onto the elites and converges tightly.
+    noise, temp = (0.05, 0.5) if method == "mppi" else (0.3, 0.05)
+    cfg = PlannerConfig(method=method, horizon=H, samples=1024, iterations=100, temperature=temp,
+                        noise_scale=noise, elite_frac=0.05)
+    rng = np.random.default_rng(0)
+    mean = np.zeros((H, A), np.float32)
+    low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+    best = plan(integrator_objective(x0, q, r), mean, low, high, cfg, rng)
+    optimum = integrator_optimum(x0, q, r)
+    np.testing.assert_allclose(best[:, 0], optimum, atol=0.03)
+    # and the first action (the one a robot applies) is close to optimal
+    assert abs(best[0, 0] - optimum[0]) < 0.03
+
+
+def test_planner_respects_bounds_when_the_optimum_is_outside():
+    target = 5.0  # cost (a - 5)^2 per step, bounds [-1, 1]: optimum is the upper bound
+    cfg = PlannerConfig(horizon=H, samples=256, iterations=30, noise_scale=0.1)
+    best = plan(lambda a: ((a - target) ** 2).sum((1, 2)), np.zeros((H, A), np.float32),
+                np.array([-1.0], np.float32), np.array([1.0], np.float32), cfg, np.random.default_rng(1))
+    assert best.max() <= 1.0 and best.min() >= 0.95
+
+
+def test_nonfinite_costs_are_ignored():
+    def objective(a):
+        c = ((a - 0.5) ** 2).sum((1, 2))
+        c[1::2] = np.nan  # half the samples blow up
+        return c
+
+    best = plan(objective, np.zeros((H, A), np.float32), np.array([-1.0], np.float32),
+                np.array([1.0], np.float32), PlannerConfig(horizon=H, iterations=50, noise_scale=0.2, temperature=0.5),
+                np.random.default_rng(0))
+    assert np.isfinite(best).all() and abs(best.mean() - 0.5) < 0.1
+
+
+def test_mppi_weights_are_a_distribution_favoring_low_cost():
+    w = mppi_weights(np.array([3.0, 1.0, 2.0]), 0.1)
+    assert np.isclose(w.sum(), 1.0) and w.argmax() == 1
+
+
+def test_shift_plan_drops_first_and_repeats_last():
+    p = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(shift_plan(p), [[2, 3], [4, 5], [4, 5]])
+
+
+def test_bad_planner_settings_are_rejected():
+    with pytest.raises(ValueError, match="method"):
+        PlannerConfig().replace(method="random")
+    with pytest.raises(ValueError, match="samples"):
+        PlannerConfig().replace(samples=0)
