@@ -153,6 +153,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     steps = cfg.episode_steps or family.episode_steps
     contexts = tuple(m for m in CONTEXTS if m + cfg.horizon < family.episode_steps)
     pred: dict = {m: {c: [] for c in contexts} for m in modes}
+    splits = [s for s, _ in tasks]
     returns: dict = {m: {} for m in modes}
     extra: dict = {m: {} for m in modes}
     bar = tqdm(total=len(tasks) * len(modes), desc="eval", disable=not cfg.progress)
@@ -179,6 +180,10 @@ def evaluate(cfg: EvalConfig) -> dict:
         "tasks": [{"split": s, **p} for s, p in tasks],
         "prediction": {m: {str(c): {k: float(np.mean([e[k] for e in pred[m][c]])) for k in ("one_step", "h_step")}
                            for c in contexts} for m in modes},
+        "prediction_by_split": {
+            m: {sp: {str(c): float(np.mean([e["one_step"] for e, s in zip(pred[m][c], splits, strict=True)
+                                            if s == sp])) for c in contexts} for sp in dict.fromkeys(splits)}
+            for m in modes},
         "config": asdict(cfg),
     }
     if cfg.control:

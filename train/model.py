@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+ENCODER_CLIP = 3.0  # normalized units; in-range inputs pass almost unchanged (1.0 -> 0.98)
+
 
 @dataclass(frozen=True)
 class ModelArgs:
@@ -64,13 +66,18 @@ class DynamicsModel(nn.Module):
             getattr(self, k).copy_(torch.as_tensor(v, dtype=torch.float32))
 
     def transition_input(self, obs, action, next_obs, reward) -> torch.Tensor:
-        """Normalized encoder input (..., 2*obs_dim + act_dim + 1)."""
-        return torch.cat([
+        """Normalized encoder input (..., 2*obs_dim + act_dim + 1), soft-clipped to +-ENCODER_CLIP.
+
+        Out-of-range dynamics (a test task far outside training) would otherwise saturate the GRU
+        gates; soft clipping keeps such beliefs at the edge of what training has seen.
+        """
+        x = torch.cat([
             (obs - self.obs_mean) / self.obs_std,
             (action - self.action_mean) / self.action_std,
             (next_obs - obs - self.delta_mean) / self.delta_std,
             (reward.unsqueeze(-1) - self.reward_mean) / self.reward_std,
         ], dim=-1)
+        return ENCODER_CLIP * torch.tanh(x / ENCODER_CLIP)
 
     def targets(self, obs, next_obs, reward) -> torch.Tensor:
         """Normalized head targets (..., obs_dim + 1)."""

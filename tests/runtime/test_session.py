@@ -1,0 +1,143 @@
+"""Sessions on a real exported artifact: adaptation state, planning, prediction, persistence, errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mbmrl.runtime import ArtifactError, Runtime, load_manifest
+
+OBS = np.array([-1.0, 0.0, 0.0], np.float32)  # hanging down
+
+
+def _transition(rng):
+    th = rng.uniform(-np.pi, np.pi)
+    obs = np.array([np.cos(th), np.sin(th), rng.uniform(-1, 1)], np.float32)
+    return obs, rng.uniform(-2, 2, 1).astype(np.float32), obs + rng.normal(0, 0.05, 3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def rt(tiny_artifact):
+    return Runtime(tiny_artifact)
+
+
+def test_recurrent_observe_moves_the_belief_and_none_does_not(rt):
+    rng = np.random.default_rng(0)
+    rec, none = rt.new_session("recurrent"), rt.new_session("none")
+    for _ in range(5):
+        o, a, n = _transition(rng)
+        s_rec, s_none = rec.observe(o, a, n, -1.0), none.observe(o, a, n, -1.0)
+        assert np.isfinite(s_rec) and s_rec >= 0 and np.isfinite(s_none)
+    assert not np.allclose(rec.h, rt.h0) and np.array_equal(none.h, rt.h0)
+    assert rec.n_observed == none.n_observed == 5
+    rec.reset()
+    assert np.array_equal(rec.h, rt.h0) and rec.n_observed == 0
+
+
+def test_surprise_is_the_error_of_the_prior_prediction(rt):
+    s = rt.new_session("none")
+    o, a, _ = _transition(np.random.default_rng(1))
+    pred, _ = s.predict(o, a[None])
+    assert s.observe(o, a, pred[0], None) == pytest.approx(0.0, abs=1e-8)
+    wrong = pred[0] + rt.norm.delta_std * np.array([1.0, 0, 0], np.float32)
+    assert s.observe(o, a, wrong, None) == pytest.approx(1 / 3, rel=1e-3)  # one dim off by one std
+
+
+def test_act_returns_a_bounded_action_and_a_plan_for_every_mode(rt):
+    for mode in rt.modes:
+        s = rt.new_session(mode, seed=0)
+        r = s.act(OBS)
+        assert r.action.shape == (1,) and rt.action_low[0] <= r.action[0] <= rt.action_high[0]
+        assert r.plan.shape == (15, 1) and r.predicted_obs.shape == (15, 3) and np.isfinite(r.expected_cost)
+        np.testing.assert_array_equal(r.action, r.plan[0])
+
+
+def test_act_is_reproducible_with_a_seed_and_honours_overrides(rt):
+    a1 = rt.new_session("recurrent", seed=3).act(OBS).action
+    a2 = rt.new_session("recurrent", seed=3).act(OBS).action
+    np.testing.assert_array_equal(a1, a2)
+    r = rt.new_session("recurrent", seed=0).act(OBS, planner={"horizon": 30, "samples": 64})
+    assert r.plan.shape == (30, 1)
+    with pytest.raises(ValueError, match="horizon"):
+        rt.new_session("recurrent").act(OBS, planner={"horizon": 7})
+
+
+def test_the_cost_shapes_the_plan(rt):
+    # torque is the only action; a huge action cost makes the best plan (near) zero torque
+    s = rt.new_session("none", seed=0, planner={"iterations": 5})
+    r = s.act(OBS, cost={"r": [1e6], "q": [0.0, 0.0, 0.0]})
+    assert abs(r.action[0]) < 0.5
+
+
+def test_predict_rolls_open_loop_and_bayes_gives_a_variance(rt):
+    s = rt.new_session("recurrent")
+    pred, var = s.predict(OBS, np.zeros((4, 1)))
+    assert pred.shape == (4, 3) and var is None
+    b = rt.new_session("bayes")
+    pred, var = b.predict(OBS, np.zeros((4, 1)))
+    assert var.shape == (4, 3) and (var > 0).all()
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        b.observe(*_transition(rng), -1.0)
+    _, var_after = b.predict(OBS, np.zeros((4, 1)))
+    assert var_after[0].sum() < var[0].sum()  # evidence shrinks the posterior
+
+
+def test_gradient_mode_adapts_the_head(rt):
+    s = rt.new_session("gradient")
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        s.observe(*_transition(rng), -1.0)
+    assert not np.allclose(s.W, rt.W0)
+
+
+def test_state_dict_round_trip_reproduces_the_next_action(rt):
+    rng = np.random.default_rng(5)
+    for mode in ("recurrent", "gradient", "bayes"):
+        a = rt.new_session(mode, seed=1)
+        for _ in range(4):
+            a.observe(*_transition(rng), -1.0)
+        a.act(OBS)
+        b = rt.new_session(mode, seed=99)
+        b.load_state_dict(a.state_dict())
+        np.testing.assert_array_equal(a.act(OBS).action, b.act(OBS).action)
+
+
+def test_bad_inputs_raise_value_errors_that_name_the_field(rt):
+    s = rt.new_session("recurrent")
+    with pytest.raises(ValueError, match="obs must have 3"):
+        s.observe([0.0, 1.0], [0.0], [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="next_obs must be finite"):
+        s.observe(OBS, [0.0], [np.nan, 0, 0])
+    with pytest.raises(ValueError, match="actions must have shape"):
+        s.predict(OBS, [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="mode"):
+        rt.new_session("telepathy")
+    with pytest.raises(ValueError, match="cost.q"):
+        s.act(OBS, cost={"q": [1.0]})
+
+
+def test_oracle_sessions_need_the_true_parameters(tiny_artifact):
+    ort = Runtime(tiny_artifact / "oracle")
+    assert set(ort.modes) == {"oracle"}
+    with pytest.raises(ValueError, match="task_params"):
+        ort.new_session("oracle")
+    s = ort.new_session("oracle", task_params={"mass": 1.0, "length": 1.0})
+    assert s.act(OBS).action.shape == (1,)
+
+
+def test_a_tampered_artifact_is_refused(tiny_artifact, tmp_path):
+    copy = tmp_path / "a"
+    shutil.copytree(tiny_artifact, copy)
+    with open(copy / "features.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        Runtime(copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["format_version"] = 999
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="format_version"):
+        load_manifest(copy)
+    with pytest.raises(ArtifactError, match="no manifest"):
+        Runtime(tmp_path)

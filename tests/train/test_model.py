@@ -1,0 +1,41 @@
+"""Model internals that export and the runtime rely on."""
+
+import torch
+
+from mbmrl.train import losses as L
+from mbmrl.train.model import DynamicsModel, ModelArgs
+
+
+def test_written_out_gru_step_equals_torch_gru():
+    torch.manual_seed(0)
+    m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=5, feature_dim=4, mlp_width=8))
+    B, T = 4, 6
+    obs, act = torch.randn(B, T, 3), torch.randn(B, T, 1)
+    nxt, rew = obs + 0.1 * torch.randn(B, T, 3), torch.randn(B, T)
+    hs = m.beliefs(obs, act, nxt, rew)  # (B, T, hidden), hs[:, t] folds transitions < t
+    assert torch.allclose(hs[:, 0], m.h0.expand(B, -1))
+    h = m.h0.expand(B, -1)
+    for t in range(T - 1):
+        h = m.gru_step(h, obs[:, t], act[:, t], nxt[:, t], rew[:, t, None])
+        torch.testing.assert_close(h, hs[:, t + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_oracle_beliefs_are_the_normalized_parameters():
+    m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, feature_dim=4, mlp_width=8, n_task_params=2))
+    m.set_normalization({"param_mean": torch.tensor([1.0, 1.0]), "param_std": torch.tensor([0.5, 0.5])})
+    x = torch.zeros(2, 3, 3)
+    hs = m.beliefs(x, torch.zeros(2, 3, 1), x, torch.zeros(2, 3), torch.tensor([[1.5, 0.5], [1.0, 1.0]]))
+    torch.testing.assert_close(hs[:, 2], torch.tensor([[1.0, -1.0], [0.0, 0.0]]))
+
+
+def test_losses_are_finite_and_backpropagate():
+    torch.manual_seed(0)
+    m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=5, feature_dim=6, mlp_width=8))
+    b = L.Batch(torch.randn(4, 12, 3), torch.randn(4, 12, 1), torch.randn(4, 12, 3), torch.randn(4, 12),
+                torch.zeros(4, 0))
+    e = L.encode(m, b)
+    total = (L.recurrent_loss(m, e) + L.none_loss(m, b, e) + L.multistep_loss(m, b, e, 3)
+             + L.gradient_loss(m, e, 8, 2) + L.bayes_loss(m, e, 8))
+    total.backward()
+    assert torch.isfinite(total)
+    assert m.log_step_size.grad is not None and m.prior_chol.grad is not None and m.h0.grad is not None
