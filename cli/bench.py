@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from mbmrl.runtime import Runtime
 from mbmrl.runtime.planner import plan
 
@@ -32,6 +31,7 @@ class BenchConfig:
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+    """Median wall time of `fn` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -61,7 +61,6 @@ def matmul_gflops(threads: int) -> float:
 def torch_objective(rt: Runtime, horizon: int, threads: int):
     """The same rollout+cost in PyTorch eager, from the artifact's checkpoint."""
     import torch
-
     from mbmrl.export.graphs import EncoderStep, Rollout
     from mbmrl.train.model import DynamicsModel
 
@@ -119,23 +118,24 @@ def run_bench(cfg: BenchConfig) -> dict:
             return rt.rollout(obs, h, W, actions, cost)[0]
 
         row = {"what": f"act N={n} H={horizon}",
-               "runtime_ms": median_ms(lambda: plan(ort_obj, mean, rt.action_low, rt.action_high, pcfg, rng),
+               "runtime_ms": median_ms(lambda m=mean, c=pcfg: plan(ort_obj, m, rt.action_low, rt.action_high, c, rng),
                                        cfg.repeats)}
         acts = rng.uniform(rt.action_low, rt.action_high, (n, horizon, rt.action_dim)).astype(np.float32)
         roll_ms = median_ms(lambda acts=acts: ort_obj(acts), cfg.repeats)
         row["rollout_gflops"] = rollout_flops(rt, n, horizon) / (roll_ms * 1e-3) / 1e9
         if torch_ok:
             tobj, _ = torch_objective(rt, horizon, cfg.threads)
-            row["torch_ms"] = median_ms(lambda: plan(tobj, mean, rt.action_low, rt.action_high, pcfg, rng),
-                                        cfg.repeats)
+            row["torch_ms"] = median_ms(
+                lambda f=tobj, m=mean, c=pcfg: plan(f, m, rt.action_low, rt.action_high, c, rng), cfg.repeats)
         rows.append(row)
     print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  numpy fp32 GEMM {gemm:.1f} GFLOP/s")
     print(f"{'measurement':<24}{'runtime (ORT) ms':>18}{'PyTorch eager ms':>18}{'speed-up':>10}{'GFLOP/s':>10}")
     for r in rows:
         t = r.get("torch_ms")
-        print(f"{r['what']:<24}{r['runtime_ms']:>18.3f}{(f'{t:.3f}' if t else '-'):>18}"
-              f"{(f'{t / r['runtime_ms']:.2f}x' if t else '-'):>10}"
-              f"{(f'{r['rollout_gflops']:.2f}' if 'rollout_gflops' in r else '-'):>10}")
+        torch_col = f"{t:.3f}" if t else "-"
+        speedup = f"{t / r['runtime_ms']:.2f}x" if t else "-"
+        gflops = f"{r['rollout_gflops']:.2f}" if "rollout_gflops" in r else "-"
+        print(f"{r['what']:<24}{r['runtime_ms']:>18.3f}{torch_col:>18}{speedup:>10}{gflops:>10}")
     result = {"threads": cfg.threads, "gemm_gflops": gemm, "rows": rows, "artifact": str(cfg.artifact)}
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(result, indent=2))

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from mbmrl.runtime import Runtime
 from mbmrl.train.data import random_actions, rollout_episode
 from mbmrl.train.families import Params, TaskFamily, get_family
@@ -69,13 +68,21 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
                       ) -> dict[int, dict[str, float]]:
     """Normalized one-step and H-step errors after m context transitions, for each m in `contexts`.
 
-    Error = mean over obs dims of ((predicted - true) / delta_std)^2: the surprise's units.
+    `one_step`/`h_step`: mean over obs dims of ((predicted - true) / delta_std)^2, the surprise's
+    units (delta_std from training). `*_nmse`: the same squared errors divided by the variance of
+    this task's own true deltas (per dim), so tasks far outside training do not swamp a mean.
     One session per window: observe m transitions, then predict the next one (one-step)
     and the next `horizon` open-loop (H-step).
     """
     m_max = max(contexts)
     one = {m: [] for m in contexts}
     multi = {m: [] for m in contexts}
+    # per-task normalization: the spread of this task's own true deltas, in model units, so that
+    # every test task weighs the same in a mean over tasks (NMSE = 1 is "as bad as predicting the mean")
+    deltas = np.concatenate([(ep["next_obs"] - ep["obs"]) / delta_std for ep in episodes])
+    task_var = np.maximum(deltas.var(axis=0), 1e-8)  # (obs_dim,)
+    nmse_one = {m: [] for m in contexts}
+    nmse_multi = {m: [] for m in contexts}
     per_ep = max(1, windows // max(len(episodes), 1))
     for ep in episodes:
         for s in window_starts(len(ep["obs"]), m_max + horizon, per_ep):
@@ -87,13 +94,17 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
                     err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
                     one[m].append(float(np.mean(err[0] ** 2)))
                     multi[m].append(float(np.mean(err**2)))
+                    nmse_one[m].append(float(np.mean(err[0] ** 2 / task_var)))
+                    nmse_multi[m].append(float(np.mean(err**2 / task_var)))
                 if m < m_max:
                     t = s + m
                     sess.observe(ep["obs"][t], ep["actions"][t], ep["next_obs"][t], float(ep["rewards"][t]))
             close = getattr(sess, "close", None)
             if close:
                 close()
-    return {m: {"one_step": float(np.mean(one[m])), "h_step": float(np.mean(multi[m]))} for m in contexts}
+    return {m: {"one_step": float(np.mean(one[m])), "h_step": float(np.mean(multi[m])),
+                "one_step_nmse": float(np.mean(nmse_one[m])), "h_step_nmse": float(np.mean(nmse_multi[m]))}
+            for m in contexts}
 
 
 # ---------------------------------------------------------------------------- control
@@ -125,6 +136,7 @@ def control_episode(new_session: Callable, mode: str, family: TaskFamily, params
 
 
 def summarize(values: list[float]) -> dict[str, float]:
+    """Mean, std and count of a list of numbers."""
     a = np.asarray(values, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std()), "n": int(a.size)}
 
@@ -178,11 +190,13 @@ def evaluate(cfg: EvalConfig) -> dict:
         "family": family.name, "split": cfg.split, "artifact": str(cfg.artifact), "modes": modes,
         "contexts": list(contexts), "horizon": cfg.horizon,
         "tasks": [{"split": s, **p} for s, p in tasks],
-        "prediction": {m: {str(c): {k: float(np.mean([e[k] for e in pred[m][c]])) for k in ("one_step", "h_step")}
+        "prediction": {m: {str(c): {k: float(np.mean([e[k] for e in pred[m][c]]))
+                                    for k in ("one_step", "h_step", "one_step_nmse", "h_step_nmse")}
                            for c in contexts} for m in modes},
         "prediction_by_split": {
-            m: {sp: {str(c): float(np.mean([e["one_step"] for e, s in zip(pred[m][c], splits, strict=True)
-                                            if s == sp])) for c in contexts} for sp in dict.fromkeys(splits)}
+            m: {sp: {str(c): {k: float(np.mean([e[k] for e, s in zip(pred[m][c], splits, strict=True) if s == sp]))
+                              for k in ("one_step", "one_step_nmse")} for c in contexts}
+                for sp in dict.fromkeys(splits)}
             for m in modes},
         "config": asdict(cfg),
     }
@@ -205,12 +219,14 @@ def plot_curves(result: dict, out: Path) -> None:
 
     ctx = result["contexts"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((axes[0], "one_step", "one-step"), (axes[1], "h_step", f"{result['horizon']}-step")):
+    for ax, key, title in ((axes[0], "one_step_nmse", "one-step"),
+                           (axes[1], "h_step_nmse", f"{result['horizon']}-step open-loop")):
         for m in result["modes"]:
             y = [result["prediction"][m][str(c)][key] for c in ctx]
             ax.plot([max(c, 0.5) for c in ctx], y, marker="o", label=m, linestyle="--" if m == "oracle" else "-")
         ax.set(xscale="log", yscale="log", xlabel="context transitions m (0 plotted at 0.5)",
-               ylabel="normalized MSE of delta", title=f"{result['family']} {result['split']}: {title} error")
+               ylabel="NMSE of delta (per-task normalized)",
+               title=f"{result['family']} {result['split']}: {title} error")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out / "adaptation_curve.png", dpi=120)
@@ -235,15 +251,18 @@ def plot_curves(result: dict, out: Path) -> None:
 def markdown_tables(result: dict) -> str:
     """README-ready tables generated from eval.json."""
     modes, ctx = result["modes"], result["contexts"]
-    lines = [f"One-step prediction error (normalized MSE) after m transitions — {result['family']}, "
-             f"split `{result['split']}`:", "", "| mode | " + " | ".join(f"m={c}" for c in ctx) + " |",
-             "|---|" + "---|" * len(ctx)]
-    for m in modes:
-        lines.append(f"| {m} | " + " | ".join(f"{result['prediction'][m][str(c)]['one_step']:.4f}" for c in ctx)
-                     + " |")
+    lines = []
+    for key, what in (("one_step_nmse", "NMSE: squared error / variance of the task's own deltas"),
+                      ("one_step", "MSE in model units: squared error / training delta variance")):
+        lines += [f"One-step prediction error after m transitions ({what}) — {result['family']}, "
+                  f"split `{result['split']}`:", "", "| mode | " + " | ".join(f"m={c}" for c in ctx) + " |",
+                  "|---|" + "---|" * len(ctx)]
+        for m in modes:
+            lines.append(f"| {m} | " + " | ".join(f"{result['prediction'][m][str(c)][key]:.4f}" for c in ctx) + " |")
+        lines.append("")
     if "control" in result:
         splits = [s for s in result["control"][modes[0]] if s != "all"]
-        lines += ["", "MPC episode return (mean ± std over tasks × seeds):", "",
+        lines += ["MPC episode return (mean ± std over tasks × seeds):", "",
                   "| mode | all | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
         for m in modes:
             c = result["control"][m]

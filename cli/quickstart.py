@@ -28,20 +28,20 @@ class QuickstartConfig:
     control_seeds: int = field(default=1, metadata={"help": "MPC episodes per test task and mode"})
     windows: int = field(default=8, metadata={"help": "context windows per test task for the prediction error"})
     episode_steps: int = field(default=200, metadata={"help": "MPC episode length"})
+    max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N test tasks per split (0 = all)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
     """Run the whole loop; returns (and writes) the summary."""
-    from tqdm.auto import tqdm
-
     from mbmrl.export.onnx_export import ExportConfig, export_run
     from mbmrl.runtime import load_manifest
     from mbmrl.runtime.client import Client
     from mbmrl.train.config import TrainConfig
     from mbmrl.train.families import get_family
     from mbmrl.train.trainer import train
+    from tqdm.auto import tqdm
 
     from .evaluation import control_episode, eval_episodes, prediction_errors
     from .local_server import local_server
@@ -59,10 +59,11 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     print("[2/4] exporting to ONNX and verifying parity against torch")
     artifact = export_run(ExportConfig(run=tcfg.out, out=str(out / "artifact"), horizons=(15,)))
     family = get_family("pendulum")
-    tasks = family.test_tasks("test")
-    modes = ["none", "recurrent", "oracle"]
+    tasks = [t for split in family.test_splits for t in family.test_tasks(split)[: cfg.max_tasks or None]]
+    modes = ["none", "recurrent", "gradient", "bayes", "oracle"]
     print(f"[3/4] serving the artifact on loopback; adapting and controlling {len(tasks)} test-range pendulums")
-    pred = {m: [] for m in modes}
+    pred = {m: {} for m in modes}
+    pred_units = {m: [] for m in modes}
     returns = {m: {} for m in modes}
     with local_server(artifact) as url, local_server(artifact / "oracle") as oracle_url:
         clients = {"main": Client(url), "oracle": Client(oracle_url)}
@@ -74,7 +75,8 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                 client = clients["oracle" if mode == "oracle" else "main"]
                 tp = params if mode == "oracle" else None
                 e = prediction_errors(client.new_session, mode, eps, delta_std, (16,), 1, cfg.windows, tp)
-                pred[mode].append(e[16]["one_step"])
+                pred[mode].setdefault(split, []).append(e[16]["one_step_nmse"])
+                pred_units[mode].append(e[16]["one_step"])
                 for s in range(cfg.control_seeds):
                     ep = control_episode(client.new_session, mode, family, params, cfg.seed + s,
                                          cfg.episode_steps, tp)
@@ -82,10 +84,12 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                 bar.update(1)
         bar.close()
     summary = {
-        "prediction_error": {m: float(np.mean(pred[m])) for m in modes},
-        "prediction_error_definition": "mean over test tasks and windows of the normalized squared error "
-                                       "((pred - true) / delta_std)^2 of the one-step delta after 16 context "
-                                       "transitions, averaged over observation dims",
+        "prediction_error": {m: float(np.mean(sum(pred[m].values(), []))) for m in modes},
+        "prediction_error_by_split": {s: {m: float(np.mean(pred[m][s])) for m in modes} for s in family.test_splits},
+        "prediction_error_definition": "mean over test tasks of the one-step NMSE after 16 context transitions: "
+                                       "squared delta error divided by the variance of that task's own true "
+                                       "deltas, averaged over observation dims and context windows",
+        "prediction_error_model_units": {m: float(np.mean(pred_units[m])) for m in modes},
         "context_size": 16,
         "control_return": {m: float(np.mean(sum(returns[m].values(), []))) for m in modes},
         "control_return_by_split": {s: {m: float(np.mean(returns[m][s])) for m in modes}
@@ -99,11 +103,11 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("[4/4] results on test-range pendulums (never seen in training)")
-    print(f"{'mode':<12}{'pred. error @16':>16}{'return (all)':>14}{'moderate':>11}{'extreme':>11}")
+    print(f"{'mode':<12}{'NMSE @16':>10}{'MSE units @16':>15}{'return (all)':>14}{'moderate':>11}{'extreme':>11}")
     for m in modes:
         by = summary["control_return_by_split"]
-        print(f"{m:<12}{summary['prediction_error'][m]:>16.4f}{summary['control_return'][m]:>14.1f}"
-              f"{by['moderate'][m]:>11.1f}{by['extreme'][m]:>11.1f}")
+        print(f"{m:<12}{summary['prediction_error'][m]:>10.4f}{summary['prediction_error_model_units'][m]:>15.4f}"
+              f"{summary['control_return'][m]:>14.1f}{by['moderate'][m]:>11.1f}{by['extreme'][m]:>11.1f}")
     print(f"CaDM Table 1 (Pendulum, moderate test): vanilla {CADM_TABLE1_PENDULUM_MODERATE['vanilla dynamics model']}"
           f", +CaDM {CADM_TABLE1_PENDULUM_MODERATE['+CaDM context encoder']}")
     print(f"wrote {out / 'summary.json'}; artifact in {artifact}; total {summary['wall_seconds']:.0f} s")

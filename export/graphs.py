@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-
 from mbmrl.train.model import DynamicsModel
 
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import logging
-import warnings
 
 import numpy as np
 import onnx
 import torch
-
 from mbmrl.runtime.manifest import FORMAT, FORMAT_VERSION, write_manifest
-from mbmrl.train.families import get_family
 from mbmrl.train.model import DynamicsModel
 
 from .graphs import EncoderStep, Features, Rollout
@@ -77,6 +74,7 @@ def example_inputs(model: DynamicsModel, batch: int = 4, horizon: int = 15) -> d
 
 
 def git_commit() -> str | None:
+    """The commit of the code that exported (provenance), or None outside a git checkout."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -102,7 +100,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     _quiet_exporter()
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model = DynamicsModel.from_checkpoint(ckpt).eval()
-    family = get_family(ckpt["family"])
+    fam = ckpt["family_info"]
     out.mkdir(parents=True, exist_ok=True)
     graphs, files = {}, {}
     with torch.no_grad():
@@ -136,9 +134,9 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
         else {}
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "family": family.name, "description": family.description,
+        "family": fam["name"], "description": fam["description"],
         "obs_dim": model.args.obs_dim, "action_dim": model.args.action_dim,
-        "obs_names": list(family.obs_names), "action_names": list(family.action_names),
+        "obs_names": fam["obs_names"], "action_names": fam["action_names"],
         "action_low": ckpt["action_low"], "action_high": ckpt["action_high"],
         "hidden_size": model.hidden_size, "feature_dim": model.args.feature_dim, "output_dim": model.out_dim,
         "normalization": {"obs_mean": buf("obs_mean"), "obs_std": buf("obs_std"),
@@ -146,11 +144,11 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
                           "reward_mean": float(model.reward_mean[0]), "reward_std": float(model.reward_std[0])},
         "modes": mode_specs(model, ckpt["config"]),
         "default_mode": "oracle" if model.oracle else "recurrent",
-        "default_cost": family.default_cost.to_dict(),
-        "default_planner": {"method": "mppi", "iterations": 1, **family.default_planner,
+        "default_cost": fam["default_cost"],
+        "default_planner": {"method": "mppi", "iterations": 1, **fam["default_planner"],
                             "horizon": cfg.horizons[0]},
         "graphs": graphs, "params_file": "params.npz", "files": files,
-        "provenance": {"task_family": family.name, "param_ranges": family.param_ranges(),
+        "provenance": {"task_family": fam["name"], "param_ranges": fam["param_ranges"],
                        "seed": ckpt["config"]["seed"], "git_commit": git_commit(),
                        "train_config": ckpt["config"], "metrics_at_export": metrics},
     }

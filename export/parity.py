@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from mbmrl.runtime.model import Runtime
 from mbmrl.train.data import Segments
 from mbmrl.train.model import DynamicsModel
@@ -57,7 +56,7 @@ def check_parity(model: DynamicsModel, artifact: Path, data_path: Path | None, t
         for kind, make in kinds.items():
             for H in rt.horizons:
                 ex = make(H)
-                checks = {f"rollout_h{H}": (Rollout(model, H), ex["rollout"], lambda a: rt._rollouts[H].run(
+                checks = {f"rollout_h{H}": (Rollout(model, H), ex["rollout"], lambda a, H=H: rt._rollouts[H].run(
                     None, {n: v.numpy() for n, v in zip(Rollout.input_names, a, strict=True)}))}
                 if H == rt.horizons[0]:
                     checks["features"] = (Features(model), ex["features"],

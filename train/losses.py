@@ -33,6 +33,7 @@ class Encoded:
 
 
 def encode(model: DynamicsModel, b: Batch) -> Encoded:
+    """Fold every segment through the encoder and compute features and targets at every position."""
     h = model.beliefs(b.obs, b.actions, b.next_obs, b.rewards, b.params)
     return Encoded(h, model.features(b.obs, b.actions, h), model.targets(b.obs, b.next_obs, b.rewards))
 

@@ -49,6 +49,7 @@ def normalization_stats(segs: Segments, action_low: np.ndarray, action_high: np.
 
 
 def to_batch(segs: Segments, idx: np.ndarray, device: torch.device) -> L.Batch:
+    """Segments `idx` as tensors on `device`."""
     t = lambda x: torch.as_tensor(x[idx], device=device)  # noqa: E731
     return L.Batch(t(segs.obs), t(segs.actions), t(segs.next_obs), t(segs.rewards), t(segs.params))
 
@@ -120,6 +121,7 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
 
 def build_model(cfg: TrainConfig, obs_dim: int, action_dim: int, stats: dict, n_task_params: int = 0,
                 device: torch.device | str = "cpu") -> DynamicsModel:
+    """A fresh model (oracle if n_task_params > 0) with normalization statistics from the data."""
     args = ModelArgs(obs_dim, action_dim, cfg.hidden_size, cfg.feature_dim, cfg.mlp_width, n_task_params)
     model = DynamicsModel(args)
     keys = ["obs", "action", "delta", "reward"] + (["param"] if n_task_params else [])
@@ -144,6 +146,14 @@ def plot_history(histories: dict[str, list[dict]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def family_info(family: TaskFamily) -> dict:
+    """What export needs to know about the family, stored in the checkpoint (self-describing runs)."""
+    return {"name": family.name, "description": family.description, "obs_names": list(family.obs_names),
+            "action_names": list(family.action_names), "default_cost": family.default_cost.to_dict(),
+            "default_planner": dict(family.default_planner), "param_ranges": family.param_ranges(),
+            "eval_start": family.eval_start, "episode_steps": family.episode_steps}
 
 
 def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
@@ -171,7 +181,7 @@ def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train")}
     meta = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
-            "action_high": high.tolist(), "config": dataclasses.asdict(cfg)}
+            "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
     torch.save({**model.cpu().checkpoint(), **meta}, out / "model.pt")
     if cfg.oracle:
         oracle = build_model(cfg, obs_dim, action_dim, stats, n_task_params=len(family.param_names), device=device)

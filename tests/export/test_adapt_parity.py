@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-
 from mbmrl.runtime.adapt import head_gradient_steps, rls_update
 from mbmrl.train import losses as L
 from mbmrl.train.model import DynamicsModel, ModelArgs

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from mbmrl.export.graphs import EncoderStep, Features, Rollout
 from mbmrl.export.onnx_export import example_inputs
 from mbmrl.runtime import Runtime
@@ -50,7 +49,7 @@ def test_torch_and_onnxruntime_agree_at_new_batch_sizes(tiny_artifact, model, ba
         cost_ref, states_ref = (t.numpy() for t in Rollout(model, 15)(*ex_r))
     np.testing.assert_allclose(rt.encoder_step(*[t.numpy() for t in ex["encoder_step"]]), h_ref, atol=1e-5)
     np.testing.assert_allclose(rt.features(*[t.numpy() for t in ex["features"]]), phi_ref, atol=1e-5)
-    cost, states = rt._rollouts[15].run(None, {n: t.numpy() for n, t in zip(Rollout.input_names, ex_r)})
+    cost, states = rt._rollouts[15].run(None, {n: t.numpy() for n, t in zip(Rollout.input_names, ex_r, strict=True)})
     np.testing.assert_allclose(states, states_ref, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(cost, cost_ref, atol=1e-3, rtol=1e-4)
 
@@ -71,6 +70,7 @@ def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, m
                 out = model.features(x, a, torch.as_tensor(rt.h0)[None]) @ model.W0
                 x = model.next_obs(x, out)
                 w = c.terminal_weight if t == 14 else 1.0
-                total += w * float((((x[0].numpy() - c.target) ** 2) * c.q).sum()) + float((acts[n, t] ** 2 * c.r).sum())
+                total += w * float((((x[0].numpy() - c.target) ** 2) * c.q).sum())
+                total += float((acts[n, t] ** 2 * c.r).sum()) - c.reward_weight * float(model.reward(out)[0])
                 np.testing.assert_allclose(states[n, t], x[0].numpy(), atol=1e-4)
             assert costs[n] == pytest.approx(total, rel=1e-4, abs=1e-4)

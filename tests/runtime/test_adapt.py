@@ -1,7 +1,6 @@
 """Closed-form head adaptation: RLS equals the batch posterior; gradient steps reduce the error."""
 
 import numpy as np
-
 from mbmrl.runtime.adapt import head_gradient_steps, predictive_variance, rls_update
 
 

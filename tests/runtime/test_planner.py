@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from mbmrl.runtime.planner import PlannerConfig, mppi_weights, plan, shift_plan
 
 H, A = 10, 1

@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from mbmrl.runtime import ArtifactError, Runtime, load_manifest
 
 OBS = np.array([-1.0, 0.0, 0.0], np.float32)  # hanging down

@@ -1,7 +1,6 @@
 """Model internals that export and the runtime rely on."""
 
 import torch
-
 from mbmrl.train import losses as L
 from mbmrl.train.model import DynamicsModel, ModelArgs
 

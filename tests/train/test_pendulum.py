@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
 from mbmrl.train.families import get_family
 
 

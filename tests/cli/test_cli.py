@@ -1,0 +1,44 @@
+"""The console script: every subcommand has help, and errors speak to the user."""
+
+import subprocess
+import sys
+
+import pytest
+
+SUBCOMMANDS = ["train", "export", "serve", "eval", "bench", "quickstart"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "mbmrl.main", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_every_subcommand_has_help(cmd):
+    p = run(cmd, "--help")
+    assert p.returncode == 0 and "usage: mbmrl" in p.stdout
+
+
+def test_train_flags_come_from_the_config_dataclass():
+    p = run("train", "--help")
+    assert "--rollout-steps" in p.stdout and "--device" in p.stdout and "meta-training iterations" in p.stdout
+
+
+def test_missing_run_and_artifact_give_clear_errors(tmp_path):
+    p = run("export", str(tmp_path / "nope"), "--out", str(tmp_path / "a"))
+    assert p.returncode == 2 and "model.pt not found" in p.stderr
+    p = run("serve", str(tmp_path))
+    assert p.returncode != 0 and "no manifest.json" in p.stderr
+    p = run("train", "--family", "nosuchfamily", "--out", str(tmp_path / "r"))
+    assert p.returncode == 2 and "unknown task family" in p.stderr
+
+
+def test_train_writes_the_resolved_config_and_a_checkpoint_with_its_constructor_args(tiny_run):
+    import json
+
+    import torch
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["iters"] == 40 and cfg["family"] == "pendulum"
+    ckpt = torch.load(tiny_run / "model.pt", weights_only=False)
+    assert ckpt["args"]["hidden_size"] == 8 and "state_dict" in ckpt
+    assert (tiny_run / "train_curve.png").stat().st_size > 1000
