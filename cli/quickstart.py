@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ class QuickstartConfig:
     iters: int = field(default=1500, metadata={"help": "meta-training iterations"})
     n_tasks: int = field(default=150, metadata={"help": "training tasks"})
     episodes_per_task: int = field(default=3, metadata={"help": "random episodes per training task"})
-    control_seeds: int = field(default=1, metadata={"help": "MPC episodes per test task and mode"})
+    control_seeds: int = field(default=2, metadata={"help": "MPC episodes per test task and mode"})
     windows: int = field(default=8, metadata={"help": "context windows per test task for the prediction error"})
     episode_steps: int = field(default=200, metadata={"help": "MPC episode length"})
     max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N test tasks per split (0 = all)"})
@@ -66,23 +67,26 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     pred_units = {m: [] for m in modes}
     returns = {m: {} for m in modes}
     with local_server(artifact) as url, local_server(artifact / "oracle") as oracle_url:
-        clients = {"main": Client(url), "oracle": Client(oracle_url)}
         delta_std = np.asarray(load_manifest(artifact)["normalization"]["delta_std"])
-        bar = tqdm(total=len(tasks) * len(modes), desc="HTTP episodes", disable=not cfg.progress)
-        for ti, (split, params) in enumerate(tasks):
+
+        def run_job(job):  # one (task, mode): prediction windows and MPC episodes over HTTP
+            ti, split, params, mode = job
+            client = Client(oracle_url if mode == "oracle" else url)  # one connection per worker
+            tp = params if mode == "oracle" else None
             eps = eval_episodes(family, params, 2, family.episode_steps, seed=10_000 + ti)
-            for mode in modes:
-                client = clients["oracle" if mode == "oracle" else "main"]
-                tp = params if mode == "oracle" else None
-                e = prediction_errors(client.new_session, mode, eps, delta_std, (16,), 1, cfg.windows, tp)
-                pred[mode].setdefault(split, []).append(e[16]["one_step_nmse"])
-                pred_units[mode].append(e[16]["one_step"])
-                for s in range(cfg.control_seeds):
-                    ep = control_episode(client.new_session, mode, family, params, cfg.seed + s,
-                                         cfg.episode_steps, tp)
-                    returns[mode].setdefault(split, []).append(ep["return"])
-                bar.update(1)
-        bar.close()
+            e = prediction_errors(client.new_session, mode, eps, delta_std, (16,), 1, cfg.windows, tp)
+            rets = [control_episode(client.new_session, mode, family, params, cfg.seed + s, cfg.episode_steps,
+                                    tp)["return"] for s in range(cfg.control_seeds)]
+            return split, mode, e[16], rets
+
+        jobs = [(ti, split, params, mode) for ti, (split, params) in enumerate(tasks) for mode in modes]
+        # two workers keep both cores busy: ONNX Runtime releases the GIL while the server plans
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for split, mode, e, rets in tqdm(pool.map(run_job, jobs), total=len(jobs), desc="HTTP episodes",
+                                             disable=not cfg.progress):
+                pred[mode].setdefault(split, []).append(e["one_step_nmse"])
+                pred_units[mode].append(e["one_step"])
+                returns[mode].setdefault(split, []).extend(rets)
     summary = {
         "prediction_error": {m: float(np.mean(sum(pred[m].values(), []))) for m in modes},
         "prediction_error_by_split": {s: {m: float(np.mean(pred[m][s])) for m in modes} for s in family.test_splits},
