@@ -128,7 +128,8 @@ def run_bench(cfg: BenchConfig) -> dict:
             row["torch_ms"] = median_ms(
                 lambda f=tobj, m=mean, c=pcfg: plan(f, m, rt.action_low, rt.action_high, c, rng), cfg.repeats)
         rows.append(row)
-    print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  numpy fp32 GEMM {gemm:.1f} GFLOP/s")
+    print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  "
+          f"numpy fp32 GEMM 512x512 {gemm:.1f} GFLOP/s (BLAS default threads)")
     print(f"{'measurement':<24}{'runtime (ORT) ms':>18}{'PyTorch eager ms':>18}{'speed-up':>10}{'GFLOP/s':>10}")
     for r in rows:
         t = r.get("torch_ms")

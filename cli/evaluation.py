@@ -35,6 +35,7 @@ class EvalConfig:
     seeds: int = field(default=2, metadata={"help": "MPC episodes per task (different start states)"})
     episode_steps: int = field(default=0, metadata={"help": "MPC episode length (0 = the family's)"})
     control: bool = field(default=True, metadata={"help": "run MPC episodes"})
+    max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N tasks of each split (0 = all)"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
     markdown: bool = field(default=False, metadata={"help": "also write results.md (README-ready tables)"})
@@ -83,6 +84,7 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
     task_var = np.maximum(deltas.var(axis=0), 1e-8)  # (obs_dim,)
     nmse_one = {m: [] for m in contexts}
     nmse_multi = {m: [] for m in contexts}
+    covered = {m: [] for m in contexts}  # bayes: is each true one-step delta inside the 95% interval?
     per_ep = max(1, windows // max(len(episodes), 1))
     for ep in episodes:
         for s in window_starts(len(ep["obs"]), m_max + horizon, per_ep):
@@ -90,7 +92,10 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
             for m in range(m_max + 1):
                 if m in one:
                     t = s + m
-                    pred, _ = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
+                    pred, var = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
+                    if var is not None:
+                        inside = np.abs(pred[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
+                        covered[m].append(float(inside.mean()))
                     err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
                     one[m].append(float(np.mean(err[0] ** 2)))
                     multi[m].append(float(np.mean(err**2)))
@@ -102,9 +107,15 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
             close = getattr(sess, "close", None)
             if close:
                 close()
-    return {m: {"one_step": float(np.mean(one[m])), "h_step": float(np.mean(multi[m])),
-                "one_step_nmse": float(np.mean(nmse_one[m])), "h_step_nmse": float(np.mean(nmse_multi[m]))}
+    return {m: {"one_step": _mean(one[m]), "h_step": _mean(multi[m]), "one_step_nmse": _mean(nmse_one[m]),
+                "h_step_nmse": _mean(nmse_multi[m]), **({"coverage95": _mean(covered[m])} if covered[m] else {})}
             for m in contexts}
+
+
+def _mean(values: list) -> float | None:
+    """Mean of the values that exist; None when there are none (e.g. episodes too short for a window)."""
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 # ---------------------------------------------------------------------------- control
@@ -161,7 +172,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     oracle_rt = Runtime(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
     family = get_family(cfg.family or rt.manifest["family"])
     modes = available_modes(cfg.modes, rt, oracle_rt)
-    tasks = family.test_tasks(cfg.split)
+    splits_run = list(family.test_splits) if cfg.split == "test" else [cfg.split]
+    tasks = [t for sp in splits_run for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     steps = cfg.episode_steps or family.episode_steps
     contexts = tuple(m for m in CONTEXTS if m + cfg.horizon < family.episode_steps)
     pred: dict = {m: {c: [] for c in contexts} for m in modes}
@@ -190,11 +202,13 @@ def evaluate(cfg: EvalConfig) -> dict:
         "family": family.name, "split": cfg.split, "artifact": str(cfg.artifact), "modes": modes,
         "contexts": list(contexts), "horizon": cfg.horizon,
         "tasks": [{"split": s, **p} for s, p in tasks],
-        "prediction": {m: {str(c): {k: float(np.mean([e[k] for e in pred[m][c]]))
+        "prediction": {m: {str(c): {k: _mean([e[k] for e in pred[m][c]])
                                     for k in ("one_step", "h_step", "one_step_nmse", "h_step_nmse")}
                            for c in contexts} for m in modes},
+        "bayes_coverage95": ({str(c): _mean([e.get("coverage95") for e in pred["bayes"][c]]) for c in contexts}
+                             if "bayes" in modes else None),
         "prediction_by_split": {
-            m: {sp: {str(c): {k: float(np.mean([e[k] for e, s in zip(pred[m][c], splits, strict=True) if s == sp]))
+            m: {sp: {str(c): {k: _mean([e[k] for e, s in zip(pred[m][c], splits, strict=True) if s == sp])
                               for k in ("one_step", "one_step_nmse")} for c in contexts}
                 for sp in dict.fromkeys(splits)}
             for m in modes},
@@ -222,7 +236,7 @@ def plot_curves(result: dict, out: Path) -> None:
     for ax, key, title in ((axes[0], "one_step_nmse", "one-step"),
                            (axes[1], "h_step_nmse", f"{result['horizon']}-step open-loop")):
         for m in result["modes"]:
-            y = [result["prediction"][m][str(c)][key] for c in ctx]
+            y = [result["prediction"][m][str(c)][key] or np.nan for c in ctx]
             ax.plot([max(c, 0.5) for c in ctx], y, marker="o", label=m, linestyle="--" if m == "oracle" else "-")
         ax.set(xscale="log", yscale="log", xlabel="context transitions m (0 plotted at 0.5)",
                ylabel="NMSE of delta (per-task normalized)",
@@ -258,8 +272,13 @@ def markdown_tables(result: dict) -> str:
                   f"split `{result['split']}`:", "", "| mode | " + " | ".join(f"m={c}" for c in ctx) + " |",
                   "|---|" + "---|" * len(ctx)]
         for m in modes:
-            lines.append(f"| {m} | " + " | ".join(f"{result['prediction'][m][str(c)][key]:.4f}" for c in ctx) + " |")
+            vals = [result["prediction"][m][str(c)][key] for c in ctx]
+            lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in vals) + " |")
         lines.append("")
+    if result.get("bayes_coverage95"):
+        cov = result["bayes_coverage95"]
+        lines += ["`bayes` calibration: fraction of true one-step deltas inside the 95% predictive interval: "
+                  + ", ".join(f"m={c}: {cov[str(c)]:.3f}" for c in ctx if cov[str(c)] is not None), ""]
     if "control" in result:
         splits = [s for s in result["control"][modes[0]] if s != "all"]
         lines += ["MPC episode return (mean ± std over tasks × seeds):", "",

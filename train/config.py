@@ -22,6 +22,7 @@ class TrainConfig:
     n_tasks: int = field(default=120, metadata=_h("training tasks sampled from the family's train space"))
     episodes_per_task: int = field(default=2, metadata=_h("random-action episodes collected per task"))
     seq_len: int = field(default=64, metadata=_h("segment length L: context and targets come from one segment"))
+    collect_envs: int = field(default=1, metadata=_h("parallel Gymnasium envs for data collection (1 = sequential)"))
     val_frac: float = field(default=0.1, metadata=_h("fraction of training tasks held out for validation"))
     # model
     hidden_size: int = field(default=32, metadata=_h("GRU belief size"))
@@ -29,7 +30,7 @@ class TrainConfig:
     mlp_width: int = field(default=128, metadata=_h("width of the feature MLP"))
     # optimization
     iters: int = field(default=2000, metadata=_h("meta-training iterations"))
-    batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch"))
+    batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
     lr: float = field(default=2e-3, metadata=_h("Adam learning rate (cosine decay)"))
     none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))
     rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
@@ -39,4 +40,7 @@ class TrainConfig:
     bayes_weight: float = field(default=0.1, metadata=_h("weight of the Bayesian-head NLL (0 = off)"))
     window: int = field(default=32, metadata=_h("context window M for gradient/bayes adaptation"))
     oracle: bool = field(default=True, metadata=_h("also train the oracle model (true parameters as input)"))
+    amp: bool = field(default=True, metadata=_h("bfloat16 autocast for forward and losses (CUDA only)"))
+    log_every: int = field(default=100, metadata=_h("iterations between logged losses and validation errors"))
+    tensorboard: bool = field(default=True, metadata=_h("write TensorBoard scalars to RUN/tb"))
     progress: bool = field(default=True, metadata=_h("show progress bars"))
