@@ -20,10 +20,10 @@ CADM_TABLE1_PENDULUM_MODERATE = {"vanilla dynamics model": -928.4, "+CaDM contex
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """Budget of the quickstart (defaults fit in ~5 minutes on 2 CPU cores)."""
+    """Budget of the quickstart (defaults take about 7 minutes on 2 CPU cores)."""
 
     out: str = field(default="quickstart", metadata={"help": "output directory"})
-    iters: int = field(default=1500, metadata={"help": "meta-training iterations"})
+    iters: int = field(default=2500, metadata={"help": "meta-training iterations"})
     n_tasks: int = field(default=150, metadata={"help": "training tasks"})
     episodes_per_task: int = field(default=3, metadata={"help": "random episodes per training task"})
     control_seeds: int = field(default=2, metadata={"help": "MPC episodes per test task and mode"})

@@ -25,11 +25,11 @@ class TrainConfig:
     collect_envs: int = field(default=1, metadata=_h("parallel Gymnasium envs for data collection (1 = sequential)"))
     val_frac: float = field(default=0.1, metadata=_h("fraction of training tasks held out for validation"))
     # model
-    hidden_size: int = field(default=32, metadata=_h("GRU belief size"))
+    hidden_size: int = field(default=64, metadata=_h("GRU belief size"))
     feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))
     mlp_width: int = field(default=128, metadata=_h("width of the feature MLP"))
     # optimization
-    iters: int = field(default=2000, metadata=_h("meta-training iterations"))
+    iters: int = field(default=2500, metadata=_h("meta-training iterations"))
     batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
     lr: float = field(default=2e-3, metadata=_h("Adam learning rate (cosine decay)"))
     none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))

@@ -7,9 +7,13 @@ a task's context and targets from one contiguous stretch of its dynamics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
 from tqdm.auto import tqdm
 
 from .families import TaskFamily, sample_params
@@ -118,4 +122,71 @@ def collect_random(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg
             params.append([p[k] for k in family.param_names])
             task_ids.append(task)
         env.close()
+    return to_segments(episodes, params, task_ids, seg_len, family.param_names)
+
+
+def _time_limited_env(make_env, params, start: str, steps: int) -> gym.Env:
+    """The task's env, truncated after `steps` (where the sequential rollout stops)."""
+    return TimeLimit(make_env(params, start), max_episode_steps=steps)
+
+
+def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episodes: int, steps: int,
+                   ) -> list[list[dict[str, np.ndarray]]]:
+    """Run `episodes` random-action episodes in every sub-env of a SAME_STEP-autoreset vector env.
+
+    Returns, per sub-env, its episodes as `rollout_episode` records. A sub-env that ends an episode is
+    reset inside that same `step`: the returned observation already starts its next episode and the
+    episode's true last next-observation is `info["final_obs"]`, so no transition crosses a reset.
+    """
+    if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+        raise ValueError(f"rollout_vector needs autoreset_mode=SAME_STEP, got {envs.metadata.get('autoreset_mode')}")
+    n, space = envs.num_envs, envs.single_action_space
+    plans = [[random_actions(rng, space.low, space.high, steps) for _ in range(episodes)] for _ in range(n)]
+    done: list[list[dict]] = [[] for _ in range(n)]
+    rec = [{k: [] for k in ("obs", "actions", "next_obs", "rewards")} for _ in range(n)]
+    obs, _ = envs.reset(seed=[int(rng.integers(2**31)) for _ in range(n)])
+    while any(len(d) < episodes for d in done):
+        # finished sub-envs keep stepping (their results are ignored) until every one is done
+        acts = np.stack([plans[i][min(len(done[i]), episodes - 1)][len(rec[i]["obs"])] for i in range(n)])
+        nxt, rew, term, trunc, info = envs.step(acts)
+        for i in range(n):
+            if len(done[i]) == episodes:
+                continue
+            ended = term[i] or trunc[i]
+            last = info["final_obs"][i] if ended else nxt[i]  # nxt[i] already starts the next episode
+            for k, v in zip(("obs", "actions", "next_obs", "rewards"), (obs[i], acts[i], last, rew[i]), strict=True):
+                rec[i][k].append(v)
+            if ended:
+                done[i].append({k: np.asarray(v, dtype=np.float32) for k, v in rec[i].items()})
+                rec[i] = {k: [] for k in rec[i]}
+        obs = nxt
+    return done
+
+
+def collect_random_vector(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg_len: int,
+                          rng: np.random.Generator, num_envs: int, start: str = "default", progress: bool = True,
+                          asynchronous: bool = True) -> Segments:
+    """Random-action data like `collect_random`, stepping `num_envs` tasks at once in a Gymnasium vector env.
+
+    Each sub-env is one task with its own parameters; episodes stop at `family.episode_steps` as in the
+    sequential path. The samples come from the same distribution but not in the same rng order, so the
+    data differ from `collect_random`'s for the same seed. `asynchronous` runs sub-envs in subprocesses.
+    """
+    episodes, params, task_ids = [], [], []
+    vector_env = AsyncVectorEnv if asynchronous else SyncVectorEnv
+    with tqdm(total=n_tasks, desc=f"collect (random, {num_envs} envs)", disable=not progress, leave=False) as bar:
+        for first in range(0, n_tasks, num_envs):
+            tasks = range(first, min(first + num_envs, n_tasks))
+            task_params = [sample_params(family.train, rng) for _ in tasks]
+            envs = vector_env([partial(_time_limited_env, family.make_env, p, start, family.episode_steps)
+                               for p in task_params], autoreset_mode=AutoresetMode.SAME_STEP)
+            try:
+                per_env = rollout_vector(envs, rng, episodes_per_task, family.episode_steps)
+            finally:
+                envs.close()
+            for task, p, eps in zip(tasks, task_params, per_env, strict=True):
+                episodes += eps
+                params += [[p[k] for k in family.param_names]] * len(eps)
+                task_ids += [task] * len(eps)
+            bar.update(len(tasks))
     return to_segments(episodes, params, task_ids, seg_len, family.param_names)

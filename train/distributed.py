@@ -21,10 +21,12 @@ def launched_by_torchrun() -> bool:
 
 
 def rank() -> int:
+    """This process's rank (0 outside torchrun)."""
     return dist.get_rank() if dist.is_initialized() else 0
 
 
 def world_size() -> int:
+    """Number of processes training together (1 outside torchrun)."""
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
@@ -34,6 +36,7 @@ def is_main() -> bool:
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
     if dist.is_initialized():
         dist.barrier()
 

@@ -84,13 +84,18 @@ def gradient_loss(model: DynamicsModel, e: Encoded, window: int, steps: int) -> 
 
 
 def bayes_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor):
-    """Exact Gaussian posterior over W given a context: mean (B, D, P), covariance factor (B, D, D)."""
-    lam0 = model.prior_precision()  # (D, D)
-    lam = lam0 + phi_c.transpose(1, 2) @ phi_c  # (B, D, D)
-    rhs = lam0 @ model.W0 + phi_c.transpose(1, 2) @ y_c  # (B, D, P)
-    chol = torch.linalg.cholesky(lam)
-    W = torch.cholesky_solve(rhs, chol)
-    cov = torch.cholesky_inverse(chol)  # (B, D, D) = Lambda^-1
+    """Exact Gaussian posterior over W given a context: mean (B, D, P), covariance factor (B, D, D).
+
+    Always float32, also inside a bfloat16 autocast region: the Cholesky needs the precision.
+    """
+    with torch.autocast(phi_c.device.type, enabled=False):
+        phi_c, y_c = phi_c.float(), y_c.float()
+        lam0 = model.prior_precision()  # (D, D)
+        lam = lam0 + phi_c.transpose(1, 2) @ phi_c  # (B, D, D)
+        rhs = lam0 @ model.W0 + phi_c.transpose(1, 2) @ y_c  # (B, D, P)
+        chol = torch.linalg.cholesky(lam)
+        W = torch.cholesky_solve(rhs, chol)
+        cov = torch.cholesky_inverse(chol)  # (B, D, D) = Lambda^-1
     return W, cov
 
 

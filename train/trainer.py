@@ -1,13 +1,15 @@
 """Meta-training loop: collect data across tasks, fit the model, write the run directory.
 
-RUN/ gets config.json (resolved), data.npz, model.pt (+ oracle.pt), metrics.json and
-train_curve.png.
+RUN/ gets config.json (resolved), data.npz, model.pt (+ oracle.pt), metrics.json,
+train_curve.png and tb/ (TensorBoard scalars). Under torchrun only rank 0 writes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -15,9 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import trange
 
+from . import distributed as dist
 from . import losses as L
 from .config import TrainConfig
-from .data import Segments, collect_random
+from .data import Segments, collect_random, collect_random_vector
 from .families import TaskFamily, get_family, sample_params
 from .model import DynamicsModel, ModelArgs
 
@@ -84,38 +87,77 @@ def validation_errors(model: DynamicsModel, batch: L.Batch, context: int, cfg: T
     return out
 
 
+def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss."""
+    parts = {"recurrent": L.recurrent_loss(model, e)}
+    if not model.oracle:
+        parts["none"] = cfg.none_weight * L.none_loss(model, b, e)
+        if cfg.gradient_weight > 0:
+            parts["gradient"] = cfg.gradient_weight * L.gradient_loss(model, e, cfg.window, cfg.gradient_steps)
+        if cfg.bayes_weight > 0:
+            parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window)
+    if cfg.rollout_steps > 1:
+        parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps)
+    return parts
+
+
+def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA with --amp (no loss scaling needed); elsewhere plain float32."""
+    if cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def rank_shard(batch_size: int) -> slice:
+    """This rank's slice of a global batch of `batch_size` (equal shares, so shard means average exactly)."""
+    n = dist.world_size()
+    if batch_size % n:
+        raise ValueError(f"--batch-size {batch_size} is the global batch and must divide evenly across the "
+                         f"{n} torchrun processes; use a multiple of {n}")
+    per_rank = batch_size // n
+    return slice(dist.rank() * per_rank, (dist.rank() + 1) * per_rank)
+
+
 def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
-        device: torch.device, rng: np.random.Generator, desc: str) -> list[dict]:
-    """Meta-train `model` on segments; returns the logged history."""
+        device: torch.device, rng: np.random.Generator, desc: str, writer=None) -> list[dict]:
+    """Meta-train `model` on segments (data-parallel under torchrun); returns the logged history (rank 0's).
+
+    Every rank draws the same global batch indices from the shared `rng` and trains on its slice;
+    gradients are averaged over ranks, so N processes take the same steps as one with the whole batch.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iters, eta_min=cfg.lr * 0.05)
     val_batch = to_batch(segs, val_idx, device)
     context = min(16, segs.obs.shape[1] - 1)
+    shard = rank_shard(cfg.batch_size)
+    dist.broadcast_parameters(model.parameters())
     history: list[dict] = []
-    bar = trange(cfg.iters, desc=desc, disable=not cfg.progress, leave=False)
+    bar = trange(cfg.iters, desc=desc, disable=not (cfg.progress and dist.is_main()), leave=False)
     for it in bar:
-        b = to_batch(segs, rng.choice(train_idx, size=cfg.batch_size), device)
-        e = L.encode(model, b)
-        parts = {"recurrent": L.recurrent_loss(model, e)}
-        if not model.oracle:
-            parts["none"] = cfg.none_weight * L.none_loss(model, b, e)
-            if cfg.gradient_weight > 0:
-                parts["gradient"] = cfg.gradient_weight * L.gradient_loss(model, e, cfg.window, cfg.gradient_steps)
-            if cfg.bayes_weight > 0:
-                parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window)
-        if cfg.rollout_steps > 1:
-            parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps)
-        loss = sum(parts.values())
+        idx = rng.choice(train_idx, size=cfg.batch_size)  # the global batch: identical on every rank
+        b = to_batch(segs, idx[shard], device)
+        e = L.encode(model, b)  # float32: under autocast cuDNN's GRU would run in float16, without loss scaling
+        with autocast(cfg, device):
+            parts = loss_parts(model, b, e, cfg)
+            loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(model.parameters())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         sched.step()
-        if it % 100 == 0 or it == cfg.iters - 1:
-            row = {"iter": it, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in parts.items()}}
+        if it % cfg.log_every == 0 or it == cfg.iters - 1:
+            # mean of equal-size shard losses = the loss over the global batch
+            logged = dist.mean_over_ranks(torch.stack([v.detach().float() for v in (loss, *parts.values())]))
+            if not dist.is_main():
+                continue
+            row = {"iter": it, **dict(zip(["loss", *(f"loss_{k}" for k in parts)], logged.tolist(), strict=True))}
             row.update({f"val_{k}": v for k, v in validation_errors(model, val_batch, context, cfg).items()})
             history.append(row)
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith("val_")})
+            if writer is not None:  # TensorBoard SummaryWriter, on rank 0 only
+                for k in row.keys() - {"iter"}:
+                    writer.add_scalar(f"{desc}/{k}", row[k], it)
     return history
 
 
@@ -156,40 +198,77 @@ def family_info(family: TaskFamily) -> dict:
             "eval_start": family.eval_start, "episode_steps": family.episode_steps}
 
 
+def open_tensorboard(path: Path):
+    """A TensorBoard SummaryWriter at `path`, or None (after one warning) when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        print(f"mbmrl train: warning: no TensorBoard scalars ({e}); `pip install tensorboard` or pass "
+              "--no-tensorboard", file=sys.stderr)
+        return None
+    return SummaryWriter(str(path))
+
+
+def collect(family: TaskFamily, cfg: TrainConfig, rng: np.random.Generator) -> Segments:
+    """Random-action training data, sequentially or from `cfg.collect_envs` parallel envs."""
+    progress = cfg.progress and dist.is_main()
+    if cfg.collect_envs > 1:
+        return collect_random_vector(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng,
+                                     cfg.collect_envs, progress=progress)
+    return collect_random(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng, progress=progress)
+
+
 def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
-    """Collect data, meta-train (and the oracle), and write the run directory. Returns its path."""
-    t0 = time.time()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    """Collect data, meta-train (and the oracle), and write the run directory. Returns its path.
+
+    Under `torchrun --nproc_per_node=N` this runs data-parallel on N processes; only rank 0 writes files.
+    """
     family = family or get_family(cfg.family)
-    device = resolve_device(cfg.device)
+    with dist.process_group(resolve_device(cfg.device)) as device:
+        return _train(cfg, family, device)
+
+
+def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
+    t0 = time.time()
+    rank_shard(cfg.batch_size)  # a batch that cannot be split evenly fails here, before data collection
+    out, main = Path(cfg.out), dist.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)  # every rank: same init and the same random context splits in the losses
+    rng = np.random.default_rng(cfg.seed)  # every rank: same data, same global batches
 
     probe = family.make_env(sample_params(family.train, np.random.default_rng(0)), "default")
     low, high = probe.action_space.low.astype(np.float32), probe.action_space.high.astype(np.float32)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
-    segs = collect_random(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng, progress=cfg.progress)
-    segs.save(out / "data.npz")
+    segs = collect(family, cfg, rng)
+    if main:
+        segs.save(out / "data.npz")
     train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
     stats = normalization_stats(segs, low, high)
+    writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
 
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
-    histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train")}
+    histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
     meta = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
             "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
-    torch.save({**model.cpu().checkpoint(), **meta}, out / "model.pt")
+    if main:
+        torch.save({**model.cpu().checkpoint(), **meta}, out / "model.pt")
     if cfg.oracle:
         oracle = build_model(cfg, obs_dim, action_dim, stats, n_task_params=len(family.param_names), device=device)
-        histories["oracle"] = fit(oracle, segs, train_idx, val_idx, cfg, device, rng, "oracle")
-        torch.save({**oracle.cpu().checkpoint(), **meta}, out / "oracle.pt")
+        histories["oracle"] = fit(oracle, segs, train_idx, val_idx, cfg, device, rng, "oracle", writer)
+        if main:
+            torch.save({**oracle.cpu().checkpoint(), **meta}, out / "oracle.pt")
+    if not main:
+        return out
+    if writer is not None:
+        writer.close()
     metrics = {"final": {k: h[-1] for k, h in histories.items()}, "history": histories,
-               "n_segments": len(segs), "device": str(device), "wall_seconds": time.time() - t0}
+               "n_segments": len(segs), "device": str(device), "world_size": dist.world_size(),
+               "wall_seconds": time.time() - t0}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_history(histories, out / "train_curve.png")
     return out
-
