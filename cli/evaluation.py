@@ -72,8 +72,9 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
     `one_step`/`h_step`: mean over obs dims of ((predicted - true) / delta_std)^2, the surprise's
     units (delta_std from training). `*_nmse`: the same squared errors divided by the variance of
     this task's own true deltas (per dim), so tasks far outside training do not swamp a mean.
-    One session per window: observe m transitions, then predict the next one (one-step)
-    and the next `horizon` open-loop (H-step).
+    Each window has fixed targets (after the longest context); for every m a fresh session
+    observes the m transitions just before them, then predicts one step and `horizon` steps
+    open-loop, so the curve over m changes only the amount of context.
     """
     m_max = max(contexts)
     one = {m: [] for m in contexts}
@@ -88,25 +89,23 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
     per_ep = max(1, windows // max(len(episodes), 1))
     for ep in episodes:
         for s in window_starts(len(ep["obs"]), m_max + horizon, per_ep):
-            sess = new_session(mode=mode, seed=0, task_params=task_params)
-            for m in range(m_max + 1):
-                if m in one:
-                    t = s + m
-                    pred, var = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
-                    if var is not None:
-                        inside = np.abs(pred[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
-                        covered[m].append(float(inside.mean()))
-                    err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
-                    one[m].append(float(np.mean(err[0] ** 2)))
-                    multi[m].append(float(np.mean(err**2)))
-                    nmse_one[m].append(float(np.mean(err[0] ** 2 / task_var)))
-                    nmse_multi[m].append(float(np.mean(err**2 / task_var)))
-                if m < m_max:
-                    t = s + m
-                    sess.observe(ep["obs"][t], ep["actions"][t], ep["next_obs"][t], float(ep["rewards"][t]))
-            close = getattr(sess, "close", None)
-            if close:
-                close()
+            t = s + m_max  # the same target transitions for every m: only the context before them varies
+            for m in contexts:
+                sess = new_session(mode=mode, seed=0, task_params=task_params)
+                for c in range(t - m, t):
+                    sess.observe(ep["obs"][c], ep["actions"][c], ep["next_obs"][c], float(ep["rewards"][c]))
+                pred, var = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
+                if var is not None:
+                    inside = np.abs(pred[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
+                    covered[m].append(float(inside.mean()))
+                err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
+                one[m].append(float(np.mean(err[0] ** 2)))
+                multi[m].append(float(np.mean(err**2)))
+                nmse_one[m].append(float(np.mean(err[0] ** 2 / task_var)))
+                nmse_multi[m].append(float(np.mean(err**2 / task_var)))
+                close = getattr(sess, "close", None)
+                if close:
+                    close()
     return {m: {"one_step": _mean(one[m]), "h_step": _mean(multi[m]), "one_step_nmse": _mean(nmse_one[m]),
                 "h_step_nmse": _mean(nmse_multi[m]), **({"coverage95": _mean(covered[m])} if covered[m] else {})}
             for m in contexts}
