@@ -47,8 +47,11 @@ def _quickstart(ns: argparse.Namespace) -> None:
     quickstart(dataclass_from_args(QuickstartConfig, ns))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full CLI; config dataclasses are imported only to read their fields."""
+def build_parser():
+    """The parser, its subparsers, and `add(...)` registering one subcommand from its config dataclass.
+
+    Config dataclasses are imported only for the subcommand being run (see `main`).
+    """
     parser = argparse.ArgumentParser(prog="mbmrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
