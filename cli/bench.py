@@ -72,7 +72,8 @@ def torch_objective(rt: Runtime, horizon: int, threads: int):
     obs = torch.zeros(1, rt.obs_dim)
     h, W = torch.as_tensor(rt.h0)[None], torch.as_tensor(rt.W0)
     terms = [torch.as_tensor(c.target_for(horizon)), torch.as_tensor(c.q), torch.as_tensor(c.r),
-             torch.tensor([c.terminal_weight]), torch.tensor([c.reward_weight])]
+             torch.tensor([c.terminal_weight]), torch.tensor([c.reward_weight]),
+             torch.zeros(rt.feature_dim, rt.feature_dim), torch.tensor([c.uncertainty_weight])]
 
     def objective(actions: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -43,10 +43,12 @@ class Rollout(nn.Module):
     """Roll N action sequences over a fixed horizon and cost them (DESIGN §3 quadratic cost).
 
     obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,),
-    terminal_weight (1,), reward_weight (1,) -> costs (N,), states (N,H,O).
+    terminal_weight (1,), reward_weight (1,), w_cov (D,D), uncertainty_weight (1,) -> costs (N,), states (N,H,O).
+    `w_cov` scales the risk term phi^T w_cov phi (the Bayesian head's epistemic variance; zeros otherwise).
     """
 
-    input_names = ["obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight"]
+    input_names = ["obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight", "w_cov",
+                   "uncertainty_weight"]
     output_names = ["costs", "states"]
 
     def __init__(self, model: DynamicsModel, horizon: int):
@@ -54,7 +56,7 @@ class Rollout(nn.Module):
         self.model = model
         self.horizon = horizon
 
-    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight):
+    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov, uncertainty_weight):
         m = self.model
         n = actions.shape[0]
         x = obs.expand(n, -1)  # (N, O)
@@ -63,11 +65,13 @@ class Rollout(nn.Module):
         states = []
         for t in range(self.horizon):
             a = actions[:, t]  # (N, A)
-            out = m.features_from_projection(x, a, h_proj) @ W  # (N, P)
+            phi = m.features_from_projection(x, a, h_proj)  # (N, D)
+            out = phi @ W  # (N, P)
             x = m.next_obs(x, out)
             state_cost = ((x - target[t]) ** 2 * q).sum(-1)
             if t == self.horizon - 1:
                 state_cost = state_cost * terminal_weight
-            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * m.reward(out)
+            risk = ((phi @ w_cov) * phi).sum(-1)  # (N,)
+            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * m.reward(out) + uncertainty_weight * risk
             states.append(x)
         return cost, torch.stack(states, dim=1)  # (N,), (N, H, O)

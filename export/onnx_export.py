@@ -69,7 +69,8 @@ def example_inputs(model: DynamicsModel, batch: int = 4, horizon: int = 15) -> d
         "encoder_step": (h, obs, act, nxt, rn(batch, 1)),
         "features": (obs, act, h),
         "rollout": (obs[:1], h[:1], W, acts, rn(horizon, a.obs_dim), torch.rand(a.obs_dim, generator=g),
-                    torch.rand(a.action_dim, generator=g), torch.tensor([2.0]), torch.tensor([0.5])),
+                    torch.rand(a.action_dim, generator=g), torch.tensor([2.0]), torch.tensor([0.5]),
+                    0.1 * torch.eye(a.feature_dim), torch.tensor([0.3])),
     }
 
 

@@ -161,6 +161,7 @@ def build_request_models(
         r: _vector(action_dim, "action_dim", NonNegative) | None = None  # type: ignore[valid-type]
         terminal_weight: float | None = Field(None, ge=0, le=1e6)
         reward_weight: float | None = Field(None, ge=-1e6, le=1e6)
+        uncertainty_weight: float | None = Field(None, ge=0, le=1e6)
 
         @field_validator("target")
         @classmethod

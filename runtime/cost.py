@@ -1,7 +1,10 @@
 """The quadratic planning cost (DESIGN §3, contract).
 
-cost = sum_t w_t (o_t - target_t)^T diag(q) (o_t - target_t) + a_t^T diag(r) a_t - reward_weight * r_t,
-with w_t = 1 except the last step, weighted by `terminal_weight`. It is evaluated inside
+cost = sum_t w_t (o_t - target_t)^T diag(q) (o_t - target_t) + a_t^T diag(r) a_t - reward_weight * r_t
+       + uncertainty_weight * u_t,
+with w_t = 1 except the last step, weighted by `terminal_weight`, and u_t the epistemic variance of the
+predicted (normalized) delta under the session's Bayesian head (zero in other modes): a risk term
+that keeps plans where the adapted model knows the dynamics. It is evaluated inside
 `rollout.onnx`; this module only validates and shapes its terms.
 """
 
@@ -21,11 +24,12 @@ class Cost:
     r: np.ndarray
     terminal_weight: float = 1.0
     reward_weight: float = 0.0
+    uncertainty_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict, obs_dim: int, action_dim: int) -> Cost:
         """Build from a JSON-like dict, checking every dimension."""
-        unknown = set(d) - {"target", "q", "r", "terminal_weight", "reward_weight"}
+        unknown = set(d) - {"target", "q", "r", "terminal_weight", "reward_weight", "uncertainty_weight"}
         if unknown:
             raise ValueError(f"cost: unknown fields {sorted(unknown)}")
         target = np.asarray(d["target"], dtype=np.float32)
@@ -37,7 +41,10 @@ class Cost:
             raise ValueError(f"cost.q must have {obs_dim} entries, got shape {q.shape}")
         if r.shape != (action_dim,):
             raise ValueError(f"cost.r must have {action_dim} entries, got shape {r.shape}")
-        cost = cls(target, q, r, float(d.get("terminal_weight", 1.0)), float(d.get("reward_weight", 0.0)))
+        cost = cls(target, q, r, float(d.get("terminal_weight", 1.0)), float(d.get("reward_weight", 0.0)),
+                   float(d.get("uncertainty_weight", 0.0)))
+        if cost.uncertainty_weight < 0:
+            raise ValueError("cost.uncertainty_weight must be >= 0 (it penalizes uncertainty)")
         for name, v in (("target", target), ("q", q), ("r", r)):
             if not np.isfinite(v).all():
                 raise ValueError(f"cost.{name} must be finite")
@@ -67,4 +74,5 @@ class Cost:
             "r": self.r.tolist(),
             "terminal_weight": self.terminal_weight,
             "reward_weight": self.reward_weight,
+            "uncertainty_weight": self.uncertainty_weight,
         }

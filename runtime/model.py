@@ -51,6 +51,7 @@ class Runtime:
             self.params = {k: npz[k].astype(np.float32) for k in npz.files}
         self.h0 = self.params["h0"]  # (hidden,)
         self.W0 = self.params["W0"]  # (D, P)
+        self._zero_cov = np.zeros((self.feature_dim, self.feature_dim), np.float32)
         opts = make_session_options(threads)
         providers = ["CPUExecutionProvider"]
         graphs = m["graphs"]
@@ -84,10 +85,12 @@ class Runtime:
         """phi(obs, action, h): (B, obs_dim), (B, act_dim), (B, hidden) -> (B, D)."""
         return self._features.run(None, {"obs": obs, "action": action, "h": h})[0]
 
-    def rollout(self, obs, h, W, actions, cost: Cost, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def rollout(self, obs, h, W, actions, cost: Cost, start: int = 0,
+                w_cov: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Roll N action sequences through the model and cost them, in one ONNX call.
 
         obs (obs_dim,), h (hidden,), W (D, P), actions (N, H, act_dim) -> costs (N,), states (N, H, obs_dim).
+        `w_cov` (D, D) weights the risk term (Bayesian head); None means no uncertainty is known.
         """
         horizon = actions.shape[1]
         sess = self._rollouts.get(horizon)
@@ -103,6 +106,8 @@ class Runtime:
             "r": cost.r,
             "terminal_weight": np.array([cost.terminal_weight], dtype=np.float32),
             "reward_weight": np.array([cost.reward_weight], dtype=np.float32),
+            "w_cov": self._zero_cov if w_cov is None else w_cov.astype(np.float32),
+            "uncertainty_weight": np.array([cost.uncertainty_weight], dtype=np.float32),
         })
         return costs, states
 

@@ -165,13 +165,16 @@ class Session:
             c = self.cost.merged(cost, rt.obs_dim, rt.action_dim)
             W = self.W.astype(np.float32)
             h = self.h.astype(np.float32)
+            # risk term: epistemic variance of the normalized delta = (sum of delta noise variances) phi^T P phi
+            w_cov = (self.P * rt.params["bayes_noise_var"][: rt.obs_dim].sum()).astype(np.float32) \
+                if self.mode == "bayes" and c.uncertainty_weight > 0 else None
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
 
             def objective(actions: np.ndarray) -> np.ndarray:  # (N, H, A) -> (N,)
-                return rt.rollout(obs, h, W, actions, c)[0]
+                return rt.rollout(obs, h, W, actions, c, w_cov=w_cov)[0]
 
             new_plan = plan(objective, mean, rt.action_low, rt.action_high, cfg, self.rng)
-            costs, states = rt.rollout(obs, h, W, new_plan[None], c)  # (1,), (1, H, obs_dim)
+            costs, states = rt.rollout(obs, h, W, new_plan[None], c, w_cov=w_cov)  # (1,), (1, H, obs_dim)
             self.plan = shift_plan(new_plan)
             return ActResult(new_plan[0].copy(), new_plan, states[0], float(costs[0]))
 

@@ -55,19 +55,22 @@ def test_torch_and_onnxruntime_agree_at_new_batch_sizes(tiny_artifact, model, ba
 
 
 def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, model):
-    """The rollout graph's cost is the contract's quadratic cost of the model's own predictions."""
+    """The rollout graph's cost is the contract's cost (quadratic, reward, risk) of the model's own predictions."""
     rt = Runtime(tiny_artifact)
     rng = np.random.default_rng(0)
     obs = np.array([0.5, 0.8, -1.0], np.float32)
     acts = rng.uniform(-2, 2, (3, 15, 1)).astype(np.float32)
-    costs, states = rt.rollout(obs, rt.h0, rt.W0, acts, rt.default_cost)
-    c = rt.default_cost
+    c = rt.default_cost.merged({"uncertainty_weight": 0.7}, 3, 1)
+    w_cov = 0.2 * np.eye(rt.feature_dim, dtype=np.float32)  # risk term: 0.7 * 0.2 * |phi|^2 per step
+    costs, states = rt.rollout(obs, rt.h0, rt.W0, acts, c, w_cov=w_cov)
     with torch.no_grad():
         for n in range(3):
             x, total = torch.as_tensor(obs)[None], 0.0
             for t in range(15):
                 a = torch.as_tensor(acts[n, t])[None]
-                out = model.features(x, a, torch.as_tensor(rt.h0)[None]) @ model.W0
+                phi = model.features(x, a, torch.as_tensor(rt.h0)[None])
+                out = phi @ model.W0
+                total += 0.7 * 0.2 * float((phi**2).sum())
                 x = model.next_obs(x, out)
                 w = c.terminal_weight if t == 14 else 1.0
                 total += w * float((((x[0].numpy() - c.target) ** 2) * c.q).sum())

@@ -175,6 +175,10 @@ def test_ints_are_numbers_and_per_request_cost(server, sid):
         "obs": [1, 0, 0], "cost": {"target": [[1, 0, 0]] * 20, "q": [1, 1, 0]}, "planner": {"method": "cem"},
     })
     assert status == 200, out
+    status, created = server.call("POST", "/v1/sessions", {"mode": "bayes", "cost": {"uncertainty_weight": 2}})
+    assert status == 201, created
+    status, out = server.call("POST", f"/v1/sessions/{created['session_id']}/act", {"obs": [1, 0, 0]})
+    assert status == 200 and len(out["action"]) == 1, out
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -242,6 +246,7 @@ def test_bad_input_is_422_naming_the_field(server, sid, route, body, field, expe
     ({"seed": 1.0}, "seed"),
     ({"planner": {"horizon": 7}}, "horizon"),
     ({"cost": {"q": [1, 1]}}, "q"),
+    ({"cost": {"uncertainty_weight": -1}}, "uncertainty_weight"),
     ({"task_params": {"mass": "heavy"}}, "mass"),
     ({"bogus": True}, "bogus"),
 ])

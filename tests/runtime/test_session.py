@@ -140,3 +140,14 @@ def test_a_tampered_artifact_is_refused(tiny_artifact, tmp_path):
         load_manifest(copy)
     with pytest.raises(ArtifactError, match="no manifest"):
         Runtime(tmp_path)
+
+
+def test_the_risk_term_steers_bayes_plans_only_when_asked(rt):
+    obs = OBS
+    plain = rt.new_session("bayes", seed=0).act(obs)
+    risky = rt.new_session("bayes", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
+    assert risky.expected_cost > plain.expected_cost  # the same model now also pays for its uncertainty
+    rec = rt.new_session("recurrent", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
+    np.testing.assert_array_equal(rec.action, rt.new_session("recurrent", seed=0).act(obs).action)
+    with pytest.raises(ValueError, match="uncertainty_weight"):
+        rt.new_session("bayes", cost={"uncertainty_weight": -1.0})

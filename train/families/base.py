@@ -65,6 +65,7 @@ class CostSpec:
     r: tuple[float, ...]
     terminal_weight: float = 1.0
     reward_weight: float = 0.0
+    uncertainty_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +74,7 @@ class CostSpec:
             "r": list(self.r),
             "terminal_weight": self.terminal_weight,
             "reward_weight": self.reward_weight,
+            "uncertainty_weight": self.uncertainty_weight,
         }
 
 
