@@ -127,6 +127,8 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
         params["grad_step_size"] = model.step_size().detach().numpy()
         params["bayes_P0"] = torch.linalg.inv(model.prior_precision()).detach().numpy()
         params["bayes_noise_var"] = model.noise_var().detach().numpy()
+    if ckpt["config"].get("gaussian_nll"):
+        params["V"] = model.V.detach().numpy()  # Gaussian head: log-variance = clamp(phi @ V, -12, 6)
     np.savez(out / "params.npz", **params)
     files["params.npz"] = {}
     buf = lambda n: getattr(model, n).tolist()  # noqa: E731
@@ -144,6 +146,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
                           "delta_mean": buf("delta_mean"), "delta_std": buf("delta_std"),
                           "reward_mean": float(model.reward_mean[0]), "reward_std": float(model.reward_std[0])},
         "modes": mode_specs(model, ckpt["config"]),
+        "gaussian_head": bool(ckpt["config"].get("gaussian_nll")),
         "default_mode": "oracle" if model.oracle else "recurrent",
         "default_cost": fam["default_cost"],
         "default_planner": {"method": "mppi", "iterations": 1, **fam["default_planner"],

@@ -179,7 +179,12 @@ class Session:
             return ActResult(new_plan[0].copy(), new_plan, states[0], float(costs[0]))
 
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
-        """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance]."""
+        """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
+
+        The variance (raw units) comes from the Bayesian posterior in `bayes` mode, from the Gaussian
+        head when the artifact has one, and is None otherwise. For T > 1 it is each step's one-step
+        variance at the predicted state (uncertainty is not propagated through the rollout).
+        """
         rt = self.rt
         obs = _vec(obs, rt.obs_dim, "obs")
         actions = np.asarray(actions, dtype=np.float32)
@@ -197,6 +202,9 @@ class Session:
                 out.append(x[0])
                 if self.mode == "bayes":
                     v = predictive_variance(self.P, phi.astype(np.float64), rt.params["bayes_noise_var"])[0]
+                    var.append(v[: rt.obs_dim] * rt.norm.delta_std**2)
+                elif "V" in rt.params:  # Gaussian head: the model's own predicted variance
+                    v = np.exp(np.clip(phi[0] @ rt.params["V"], -12.0, 6.0))
                     var.append(v[: rt.obs_dim] * rt.norm.delta_std**2)
             return np.stack(out), (np.stack(var) if var else None)
 

@@ -33,6 +33,7 @@ class TrainConfig:
     batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
     lr: float = field(default=2e-3, metadata=_h("Adam learning rate (cosine decay)"))
     none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))
+    gaussian_nll: bool = field(default=False, metadata=_h("Gaussian head: predict a log-variance, train by NLL"))
     rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
     multistep_weight: float = field(default=0.5, metadata=_h("weight of the multi-step loss"))
     gradient_weight: float = field(default=0.5, metadata=_h("weight of the gradient-mode loss (0 = off)"))

@@ -38,9 +38,13 @@ def encode(model: DynamicsModel, b: Batch) -> Encoded:
     return Encoded(h, model.features(b.obs, b.actions, h), model.targets(b.obs, b.next_obs, b.rewards))
 
 
-def recurrent_loss(model: DynamicsModel, e: Encoded) -> torch.Tensor:
-    """One-step error with h_t at every position, head at W0."""
-    return ((e.phi @ model.W0 - e.y) ** 2).mean()
+def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False) -> torch.Tensor:
+    """One-step error with h_t at every position, head at W0 (squared error, or Gaussian NLL)."""
+    err2 = (e.phi @ model.W0 - e.y) ** 2
+    if not gaussian:
+        return err2.mean()
+    logvar = model.log_variance(e.phi)
+    return 0.5 * (err2 * torch.exp(-logvar) + logvar).mean()
 
 
 def none_loss(model: DynamicsModel, b: Batch, e: Encoded) -> torch.Tensor:

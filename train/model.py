@@ -58,6 +58,8 @@ class DynamicsModel(nn.Module):
         # bayes mode: prior precision Lambda0 = L L^T + eps I, per-output noise variance
         self.prior_chol = nn.Parameter(torch.eye(args.feature_dim) * 1.0)
         self.log_noise_var = nn.Parameter(torch.full((self.out_dim,), -2.0))
+        # optional Gaussian head (--gaussian-nll): log-variance = phi @ V, trained by NLL
+        self.V = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
 
     # ------------------------------------------------------------------ normalization
     def set_normalization(self, stats: dict[str, torch.Tensor]) -> None:
@@ -136,6 +138,10 @@ class DynamicsModel(nn.Module):
     def prior_precision(self) -> torch.Tensor:
         L = torch.tril(self.prior_chol)
         return L @ L.T + 1e-3 * torch.eye(L.shape[0], device=L.device)  # (D, D)
+
+    def log_variance(self, phi: torch.Tensor) -> torch.Tensor:
+        """Gaussian head: per-output log-variance of the normalized prediction, bounded for stability."""
+        return (phi @ self.V).clamp(-12.0, 6.0)
 
     def noise_var(self) -> torch.Tensor:
         return self.log_noise_var.exp()  # (P,)

@@ -89,7 +89,7 @@ def validation_errors(model: DynamicsModel, batch: L.Batch, context: int, cfg: T
 
 def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss."""
-    parts = {"recurrent": L.recurrent_loss(model, e)}
+    parts = {"recurrent": L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll)}
     if not model.oracle:
         parts["none"] = cfg.none_weight * L.none_loss(model, b, e)
         if cfg.gradient_weight > 0:
