@@ -56,6 +56,13 @@ def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: 
     return eps
 
 
+def _close(session) -> None:
+    """End a session: an HTTP `RemoteSession` is deleted on the server; an in-process one needs nothing."""
+    close = getattr(session, "close", None)
+    if close:
+        close()
+
+
 def window_starts(length: int, need: int, n: int) -> list[int]:
     """Up to `n` evenly spaced starts of windows of `need` steps inside an episode of `length`."""
     if length < need:
@@ -103,9 +110,7 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
                 multi[m].append(float(np.mean(err**2)))
                 nmse_one[m].append(float(np.mean(err[0] ** 2 / task_var)))
                 nmse_multi[m].append(float(np.mean(err**2 / task_var)))
-                close = getattr(sess, "close", None)
-                if close:
-                    close()
+                _close(sess)
     return {m: {"one_step": _mean(one[m]), "h_step": _mean(multi[m]), "one_step_nmse": _mean(nmse_one[m]),
                 "h_step_nmse": _mean(nmse_multi[m]), **({"coverage95": _mean(covered[m])} if covered[m] else {})}
             for m in contexts}
@@ -136,9 +141,7 @@ def control_episode(new_session: Callable, mode: str, family: TaskFamily, params
         if term or trunc:
             break
     env.close()
-    close = getattr(sess, "close", None)
-    if close:
-        close()
+    _close(sess)
     out = {"return": total, "steps": len(infos)}
     if infos and "position_error" in infos[0]:
         out["position_rmse"] = float(np.sqrt(np.mean([i["position_error"] ** 2 for i in infos])))

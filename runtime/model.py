@@ -111,11 +111,6 @@ class Runtime:
         })
         return costs, states
 
-    def predict_delta(self, obs, action, h, W) -> np.ndarray:
-        """Normalized head output phi @ W for a batch: (B, obs_dim), (B, act_dim) -> (B, P)."""
-        hb = np.broadcast_to(h, (obs.shape[0], self.hidden_size)).astype(np.float32)
-        return self.features(obs.astype(np.float32), action.astype(np.float32), hb) @ W
-
     def to_next_obs(self, obs: np.ndarray, head_out: np.ndarray) -> np.ndarray:
         """Raw next observation from normalized head output: (B, obs_dim), (B, P) -> (B, obs_dim)."""
         d = head_out[:, : self.obs_dim] * self.norm.delta_std + self.norm.delta_mean
