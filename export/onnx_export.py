@@ -92,7 +92,8 @@ def mode_specs(model: DynamicsModel, train_cfg: dict) -> dict:
         modes["gradient"] = {"steps": train_cfg["gradient_steps"], "window": train_cfg["window"],
                              "step_size": model.step_size().tolist()}
     if train_cfg.get("bayes_weight", 0) > 0:
-        modes["bayes"] = {"window": train_cfg["window"], "noise_var": model.noise_var().tolist()}
+        modes["bayes"] = {"window": train_cfg["window"], "noise_var": model.noise_var().tolist(),
+                          "noise_prior": train_cfg.get("noise_prior", 0.0)}
     return modes
 
 
@@ -127,14 +128,15 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
         params["grad_step_size"] = model.step_size().detach().numpy()
         params["bayes_P0"] = torch.linalg.inv(model.prior_precision()).detach().numpy()
         params["bayes_noise_var"] = model.noise_var().detach().numpy()
+        params["bayes_noise_a0"] = np.array(ckpt["config"].get("noise_prior", 0.0), dtype=np.float32)
     if ckpt["config"].get("gaussian_nll"):
         params["V"] = model.V.detach().numpy()  # Gaussian head: log-variance = clamp(phi @ V, -12, 6)
     np.savez(out / "params.npz", **params)
     files["params.npz"] = {}
     buf = lambda n: getattr(model, n).tolist()  # noqa: E731
     run_dir = ckpt_path.parent
-    metrics = json.loads((run_dir / "metrics.json").read_text())["final"] if (run_dir / "metrics.json").exists() \
-        else {}
+    run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    metrics = run_metrics.get("final", {})
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "family": fam["name"], "description": fam["description"],
@@ -154,7 +156,8 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
         "graphs": graphs, "params_file": "params.npz", "files": files,
         "provenance": {"task_family": fam["name"], "param_ranges": fam["param_ranges"],
                        "seed": ckpt["config"]["seed"], "git_commit": git_commit(),
-                       "train_config": ckpt["config"], "metrics_at_export": metrics},
+                       "train_config": ckpt["config"], "metrics_at_export": metrics,
+                       "train_seconds": run_metrics.get("wall_seconds")},
     }
     if model.oracle:
         manifest["oracle"] = {"param_names": ckpt["param_names"], "param_mean": buf("param_mean"),

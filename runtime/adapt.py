@@ -39,7 +39,31 @@ def rls_update(W: np.ndarray, P: np.ndarray, phi: np.ndarray, y: np.ndarray) -> 
     return W, P
 
 
-def predictive_variance(P: np.ndarray, phi: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
-    """Predictive variance per output: noise_var * (1 + phi^T P phi). phi (B, D) -> (B, Pout)."""
+def noise_scale_update(a: float, b: np.ndarray, W: np.ndarray, P: np.ndarray, phi: np.ndarray, y: np.ndarray,
+                       noise_var: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fold one observation into the posterior IG(a, b) of the per-output noise scale tau.
+
+    Normal-inverse-gamma head: noise variance = noise_var * tau, W | tau ~ N(W, tau noise_var P),
+    tau ~ IG(a, b). Call with W, P *before* `rls_update` for the same observation: the scale
+    grows with the prediction residual normalized by its predictive variance. O(D^2).
+    """
+    quad = float(phi @ P @ phi)
+    resid = y - phi @ W  # (Pout,)
+    return a + 0.5, b + 0.5 * resid**2 / (noise_var * (1.0 + quad))
+
+
+def noise_factor(a: float, b: np.ndarray) -> np.ndarray:
+    """Variance multiplier per output from IG(a, b): E[tau] under the Student-t predictive, b/a * nu/(nu-2), nu=2a."""
+    nu = 2.0 * a
+    return (b / a) * nu / (nu - 2.0)
+
+
+def predictive_variance(P: np.ndarray, phi: np.ndarray, noise_var: np.ndarray,
+                        factor: np.ndarray | float = 1.0) -> np.ndarray:
+    """Predictive variance per output: factor * noise_var * (1 + phi^T P phi). phi (B, D) -> (B, Pout).
+
+    `factor` is `noise_factor(a, b)` when the noise scale is learned online (Student-t predictive,
+    this is its exact variance), 1 for a known noise variance (Gaussian predictive).
+    """
     quad = np.einsum("bd,de,be->b", phi, P, phi)  # (B,)
-    return noise_var[None, :] * (1.0 + quad[:, None])
+    return np.asarray(factor) * noise_var[None, :] * (1.0 + quad[:, None])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adapt import head_gradient_steps, predictive_variance, rls_update
+from .adapt import head_gradient_steps, noise_factor, noise_scale_update, predictive_variance, rls_update
 from .cost import Cost
 from .model import Runtime
 from .planner import PlannerConfig, plan, shift_plan
@@ -80,6 +80,9 @@ class Session:
             if self.mode == "bayes":
                 self.P = rt.params["bayes_P0"].astype(np.float64)
                 self.W = rt.W0.astype(np.float64)
+                # noise scale tau ~ IG(a0, a0) learned online (a0 = 0: noise variance known, Gaussian)
+                self.noise_a = float(rt.params.get("bayes_noise_a0", 0.0))
+                self.noise_b = np.full(rt.obs_dim + 1, self.noise_a)
             if self.mode == "oracle":
                 self.h = self._oracle_h(self.task_params)
             self.plan = self._initial_plan(self.planner.horizon)
@@ -144,7 +147,11 @@ class Session:
                 if not has_reward:
                     y = y.copy()
                     y[rt.obs_dim] = pred[rt.obs_dim]
-                self.W, self.P = rls_update(self.W, self.P, phi.astype(np.float64), y.astype(np.float64))
+                phi64, y64 = phi.astype(np.float64), y.astype(np.float64)
+                if self.noise_a > 0:
+                    self.noise_a, self.noise_b = noise_scale_update(
+                        self.noise_a, self.noise_b, self.W, self.P, phi64, y64, rt.params["bayes_noise_var"])
+                self.W, self.P = rls_update(self.W, self.P, phi64, y64)
             self.n_observed += 1
             return surprise
 
@@ -166,7 +173,7 @@ class Session:
             W = self.W.astype(np.float32)
             h = self.h.astype(np.float32)
             # risk term: epistemic variance of the normalized delta = (sum of delta noise variances) phi^T P phi
-            w_cov = (self.P * rt.params["bayes_noise_var"][: rt.obs_dim].sum()).astype(np.float32) \
+            w_cov = (self.P * self._noise_var()[: rt.obs_dim].sum()).astype(np.float32) \
                 if self.mode == "bayes" and c.uncertainty_weight > 0 else None
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
 
@@ -177,6 +184,11 @@ class Session:
             costs, states = rt.rollout(obs, h, W, new_plan[None], c, w_cov=w_cov)  # (1,), (1, H, obs_dim)
             self.plan = shift_plan(new_plan)
             return ActResult(new_plan[0].copy(), new_plan, states[0], float(costs[0]))
+
+    def _noise_var(self) -> np.ndarray:
+        """bayes: the noise variance per output in normalized units, scaled by the online estimate if any."""
+        nv = self.rt.params["bayes_noise_var"].astype(np.float64)
+        return nv * noise_factor(self.noise_a, self.noise_b) if self.noise_a > 0 else nv
 
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
         """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
@@ -201,7 +213,7 @@ class Session:
                 x = rt.to_next_obs(x, phi @ self.W.astype(np.float32))
                 out.append(x[0])
                 if self.mode == "bayes":
-                    v = predictive_variance(self.P, phi.astype(np.float64), rt.params["bayes_noise_var"])[0]
+                    v = predictive_variance(self.P, phi.astype(np.float64), self._noise_var())[0]
                     var.append(v[: rt.obs_dim] * rt.norm.delta_std**2)
                 elif "V" in rt.params:  # Gaussian head: the model's own predicted variance
                     v = np.exp(np.clip(phi[0] @ rt.params["V"], -12.0, 6.0))
@@ -222,6 +234,7 @@ class Session:
                 state["window_y"] = np.stack([t for _, t in self.window])
             if self.mode == "bayes":
                 state["P"] = self.P
+                state["noise_a"], state["noise_b"] = np.array(self.noise_a), self.noise_b
             return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -237,3 +250,5 @@ class Session:
                 self.window.extend(zip(state["window_phi"], state["window_y"], strict=True))
             if "P" in state:
                 self.P = state["P"]
+            if "noise_b" in state:
+                self.noise_a, self.noise_b = float(state["noise_a"]), state["noise_b"]

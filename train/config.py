@@ -39,9 +39,16 @@ class TrainConfig:
     gradient_weight: float = field(default=0.5, metadata=_h("weight of the gradient-mode loss (0 = off)"))
     gradient_steps: int = field(default=2, metadata=_h("inner gradient steps k on the head"))
     bayes_weight: float = field(default=0.1, metadata=_h("weight of the Bayesian-head NLL (0 = off)"))
+    noise_prior: float = field(default=3.0, metadata=_h(
+        "bayes: prior weight a0 of the online noise-scale estimate (Student-t predictive); 0 = noise known"))
     window: int = field(default=32, metadata=_h("context window M for gradient/bayes adaptation"))
     oracle: bool = field(default=True, metadata=_h("also train the oracle model (true parameters as input)"))
     amp: bool = field(default=True, metadata=_h("bfloat16 autocast for forward and losses (CUDA only)"))
     log_every: int = field(default=100, metadata=_h("iterations between logged losses and validation errors"))
     tensorboard: bool = field(default=True, metadata=_h("write TensorBoard scalars to RUN/tb"))
     progress: bool = field(default=True, metadata=_h("show progress bars"))
+
+    def __post_init__(self):
+        if not (self.noise_prior == 0 or self.noise_prior > 1):
+            raise ValueError(f"--noise-prior must be 0 (known noise) or > 1 (finite predictive variance), "
+                             f"got {self.noise_prior}")

@@ -103,17 +103,45 @@ def bayes_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor
     return W, cov
 
 
+def noise_scale_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor, W: torch.Tensor,
+                          a0: float) -> tuple[float, torch.Tensor]:
+    """Posterior IG(a, b) (b: (B, P)) of the noise scale tau after the context, prior IG(a0, a0).
+
+    Normal-inverse-gamma: b = a0 + (||y - phi W||^2 + (W - W0)^T Lambda0 (W - W0)) / (2 noise_var),
+    the batch form of the runtime's per-transition `noise_scale_update`.
+    """
+    with torch.autocast(phi_c.device.type, enabled=False):
+        resid = ((phi_c.float() @ W - y_c.float()) ** 2).sum(1)  # (B, P)
+        dW = W - model.W0  # (B, D, P)
+        prior = (dW * (model.prior_precision() @ dW)).sum(1)  # (B, P)
+        return a0 + 0.5 * phi_c.shape[1], a0 + 0.5 * (resid + prior) / model.noise_var()
+
+
 def bayes_predict(model: DynamicsModel, phi: torch.Tensor, W: torch.Tensor, cov: torch.Tensor):
-    """Predictive mean (B, T, P) and variance (B, T, P) at features phi (B, T, D)."""
+    """Predictive mean (B, T, P) and variance (B, T, P) at features phi (B, T, D), noise scale 1."""
     mean = phi @ W
     quad = ((phi @ cov) * phi).sum(-1, keepdim=True)  # (B, T, 1)
     return mean, model.noise_var() * (1.0 + quad)
 
 
-def bayes_loss(model: DynamicsModel, e: Encoded, window: int) -> torch.Tensor:
-    """Held-out Gaussian NLL after a posterior update on m <= window context transitions."""
+def student_t_nll(err: torch.Tensor, scale2: torch.Tensor, nu: float) -> torch.Tensor:
+    """Elementwise negative log-density of a Student-t with nu dof and squared scale `scale2`."""
+    nu_t = torch.as_tensor(nu, dtype=err.dtype, device=err.device)
+    return (torch.lgamma(nu_t / 2) - torch.lgamma((nu_t + 1) / 2) + 0.5 * torch.log(nu_t * torch.pi * scale2)
+            + 0.5 * (nu_t + 1) * torch.log1p(err**2 / (nu_t * scale2)))
+
+
+def bayes_loss(model: DynamicsModel, e: Encoded, window: int, noise_prior: float = 0.0) -> torch.Tensor:
+    """Held-out NLL after a posterior update on m <= window context transitions.
+
+    noise_prior a0 > 0: the noise scale is learned from the context too (Student-t predictive with
+    2a dof); a0 = 0: known noise variance (Gaussian predictive).
+    """
     L = e.phi.shape[1]
     m = int(torch.randint(0, min(window, L - 1) + 1, ()).item())
     W, cov = bayes_posterior(model, e.phi[:, :m], e.y[:, :m])
     mean, var = bayes_predict(model, e.phi[:, m:], W, cov)
-    return (0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log())).mean()
+    if noise_prior <= 0:
+        return (0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log())).mean()
+    a, b = noise_scale_posterior(model, e.phi[:, :m], e.y[:, :m], W, noise_prior)
+    return student_t_nll(mean - e.y[:, m:], var * (b / a)[:, None, :], 2 * a).mean()

@@ -95,7 +95,7 @@ def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig)
         if cfg.gradient_weight > 0:
             parts["gradient"] = cfg.gradient_weight * L.gradient_loss(model, e, cfg.window, cfg.gradient_steps)
         if cfg.bayes_weight > 0:
-            parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window)
+            parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window, cfg.noise_prior)
     if cfg.rollout_steps > 1:
         parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps)
     return parts

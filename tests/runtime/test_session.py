@@ -151,3 +151,21 @@ def test_the_risk_term_steers_bayes_plans_only_when_asked(rt):
     np.testing.assert_array_equal(rec.action, rt.new_session("recurrent", seed=0).act(obs).action)
     with pytest.raises(ValueError, match="uncertainty_weight"):
         rt.new_session("bayes", cost={"uncertainty_weight": -1.0})
+
+
+def test_bayes_learns_the_noise_scale_online_and_restores_it(rt):
+    """Transitions the model cannot explain widen the predictive interval; the estimate survives a restore."""
+    assert float(rt.params["bayes_noise_a0"]) > 1  # the tiny run trains with the default noise prior
+    rng = np.random.default_rng(3)
+    calm, wild = rt.new_session("bayes"), rt.new_session("bayes")
+    for _ in range(12):
+        obs, act, nxt = _transition(rng)
+        calm.observe(obs, act, nxt, -1.0)
+        wild.observe(obs, act, nxt + rng.normal(0, 2.0, 3).astype(np.float32), -1.0)
+    assert (wild.noise_b / wild.noise_a > calm.noise_b / calm.noise_a)[:3].all()
+    _, v_calm = calm.predict(OBS, np.zeros((1, 1)))
+    _, v_wild = wild.predict(OBS, np.zeros((1, 1)))
+    assert (v_wild > 3 * v_calm).all()
+    restored = rt.new_session("bayes")
+    restored.load_state_dict(wild.state_dict())
+    np.testing.assert_array_equal(restored.predict(OBS, np.zeros((1, 1)))[1], v_wild)
