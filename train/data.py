@@ -87,10 +87,19 @@ def rollout_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]
 
 def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[int], seg_len: int,
                 param_names: tuple[str, ...]) -> Segments:
-    """Cut episodes into non-overlapping segments of `seg_len` (remainders dropped)."""
+    """Cut episodes into non-overlapping segments of `seg_len`.
+
+    Whole segments come from inside one episode. What is left of a task's episodes (tails shorter
+    than `seg_len`, e.g. every episode of a cart-pole that falls after 20 steps) is joined, in order,
+    into one stream of that task and cut again: a segment may then span a reset. That is harmless
+    for the one-step losses (each transition is a valid sample of the task's dynamics and the belief
+    only needs same-task transitions); the open-loop multi-step loss sees such a jump as an error.
+    """
     parts = {k: [] for k in ("obs", "actions", "next_obs", "rewards")}
     seg_params, seg_tasks = [], []
-    for ep, p, tid in zip(episodes, params, task_ids, strict=True):
+    tails: dict[int, list[dict]] = {}
+
+    def cut(ep: dict, p, tid) -> None:
         n = len(ep["obs"]) // seg_len
         for i in range(n):
             sl = slice(i * seg_len, (i + 1) * seg_len)
@@ -98,8 +107,19 @@ def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[
                 parts[k].append(ep[k][sl])
             seg_params.append(p)
             seg_tasks.append(tid)
+        if len(ep["obs"]) > n * seg_len:
+            tails.setdefault(tid, []).append({k: ep[k][n * seg_len:] for k in parts})
+
+    task_params = {}
+    for ep, p, tid in zip(episodes, params, task_ids, strict=True):
+        cut(ep, p, tid)
+        task_params[tid] = p
+    for tid, rest in list(tails.items()):
+        if len(rest) > 1:
+            cut({k: np.concatenate([r[k] for r in rest]) for k in parts}, task_params[tid], tid)
     if not seg_params:
-        raise ValueError(f"no episode reached seg_len={seg_len} steps; lower seq_len or lengthen episodes")
+        raise ValueError(f"no task collected seg_len={seg_len} transitions; lower --seq-len or collect "
+                         f"more episodes per task (--episodes-per-task)")
     return Segments(
         *(np.stack(parts[k]) for k in ("obs", "actions", "next_obs", "rewards")),
         np.asarray(seg_params, dtype=np.float32), np.asarray(seg_tasks), param_names,
