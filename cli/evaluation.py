@@ -18,7 +18,7 @@ from mbmrl.runtime import Runtime
 from mbmrl.train.data import random_actions, rollout_episode
 from mbmrl.train.families import Params, TaskFamily, get_family
 
-CONTEXTS = (0, 1, 2, 4, 8, 16, 32)
+CONTEXTS = "0,1,2,4,8,16,32,50"
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class EvalConfig:
     split: str = field(default="test", metadata={"help": "'test' (all test splits) or one split name"})
     out: str = field(default="eval", metadata={"help": "output directory for eval.json and plots"})
     modes: str = field(default="none,recurrent,gradient,bayes,oracle", metadata={"help": "modes to evaluate"})
+    contexts: str = field(default=CONTEXTS, metadata={"help": "context sizes m for the adaptation curve"})
     horizon: int = field(default=15, metadata={"help": "H for the open-loop H-step prediction error"})
     windows: int = field(default=8, metadata={"help": "context windows per task for the prediction error"})
     seeds: int = field(default=2, metadata={"help": "MPC episodes per task (different start states)"})
@@ -44,16 +45,39 @@ class EvalConfig:
 
 # ---------------------------------------------------------------------------- data
 def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: int) -> list[dict]:
-    """Random-action episodes on one task: the ground truth for prediction errors."""
+    """`n` random-action streams of at least `steps` transitions on one task: the ground truth for prediction.
+
+    A stream is one episode, or (when episodes end early, e.g. a falling cart-pole) several episodes of
+    the task joined in order; `ends[i]` marks a transition after which the env was reset.
+    """
     rng = np.random.default_rng(seed)
     env = family.make_env(params, "default")
     low, high = env.action_space.low, env.action_space.high
-    eps = []
+    streams = []
     for i in range(n):
-        acts = random_actions(rng, low, high, steps)
-        eps.append(rollout_episode(env, lambda o, t, acts=acts: acts[t], steps, seed=seed * 1000 + i))
+        parts, total = [], 0
+        while total < steps:
+            acts = random_actions(rng, low, high, steps)
+            ep_seed = seed * 1000 + i + 100_000 * len(parts)
+            ep = rollout_episode(env, lambda o, t, acts=acts: acts[t], steps, seed=ep_seed)
+            ep["ends"] = np.zeros(len(ep["obs"]), dtype=bool)
+            ep["ends"][-1] = True
+            parts.append(ep)
+            total += len(ep["obs"])
+        streams.append({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     env.close()
-    return eps
+    return streams
+
+
+def parse_contexts(text: str) -> tuple[int, ...]:
+    """'0,1,2,4' -> (0, 1, 2, 4), sorted and unique; a clear error for anything else."""
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"--contexts must be comma-separated integers like {CONTEXTS!r}, got {text!r}") from None
+    if not values or values[0] < 0:
+        raise ValueError(f"--contexts must be non-negative integers, got {text!r}")
+    return tuple(values)
 
 
 def _close(session) -> None:
@@ -63,11 +87,13 @@ def _close(session) -> None:
         close()
 
 
-def window_starts(length: int, need: int, n: int) -> list[int]:
-    """Up to `n` evenly spaced starts of windows of `need` steps inside an episode of `length`."""
-    if length < need:
+def target_starts(ends: np.ndarray, m_max: int, horizon: int, n: int) -> list[int]:
+    """Up to `n` evenly spaced target steps t with m_max transitions before them and `horizon` steps after
+    inside one episode (the context before t may span resets: it only needs transitions of the task)."""
+    ok = [t for t in range(m_max, len(ends) - horizon + 1) if not ends[t : t + horizon - 1].any()]
+    if not ok:
         return []
-    return sorted({int(s) for s in np.linspace(0, length - need, n)})
+    return sorted({ok[int(i)] for i in np.linspace(0, len(ok) - 1, n)})
 
 
 # ---------------------------------------------------------------------------- prediction
@@ -95,8 +121,8 @@ def prediction_errors(new_session: Callable, mode: str, episodes: list[dict], de
     covered = {m: [] for m in contexts}  # bayes: is each true one-step delta inside the 95% interval?
     per_ep = max(1, windows // max(len(episodes), 1))
     for ep in episodes:
-        for s in window_starts(len(ep["obs"]), m_max + horizon, per_ep):
-            t = s + m_max  # the same target transitions for every m: only the context before them varies
+        for t in target_starts(ep["ends"], m_max, horizon, per_ep):
+            # the same target transitions for every m: only the context before them varies
             for m in contexts:
                 sess = new_session(mode=mode, seed=0, task_params=task_params)
                 for c in range(t - m, t):
@@ -177,11 +203,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     splits_run = list(family.test_splits) if cfg.split == "test" else [cfg.split]
     tasks = [t for sp in splits_run for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     steps = cfg.episode_steps or family.episode_steps
-    contexts = tuple(m for m in CONTEXTS if m + cfg.horizon < family.episode_steps)
+    contexts = tuple(m for m in parse_contexts(cfg.contexts) if m + cfg.horizon < family.episode_steps)
     pred: dict = {m: {c: [] for c in contexts} for m in modes}
     splits = [s for s, _ in tasks]
     returns: dict = {m: {} for m in modes}
     extra: dict = {m: {} for m in modes}
+    per_task: list[dict] = [{"split": sp, "params": p, "control": {}} for sp, p in tasks]
     bar = tqdm(total=len(tasks) * len(modes), desc="eval", disable=not cfg.progress)
     for ti, (split, params) in enumerate(tasks):
         eps = eval_episodes(family, params, 2, family.episode_steps, seed=cfg.seed * 7919 + ti)
@@ -195,6 +222,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             if cfg.control:
                 for s in range(cfg.seeds):
                     ep = control_episode(backend.new_session, mode, family, params, cfg.seed + s, steps, tp)
+                    per_task[ti]["control"].setdefault(mode, []).append(ep)
                     returns[mode].setdefault(split, []).append(ep["return"])
                     if "position_rmse" in ep:
                         extra[mode].setdefault(split, []).append(ep["position_rmse"])
@@ -216,6 +244,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             for m in modes},
         "config": asdict(cfg),
     }
+    if cfg.control:
+        result["per_task"] = per_task
     if cfg.control:
         result["control"] = {m: {"all": summarize(sum(returns[m].values(), [])),
                                  **{s: summarize(v) for s, v in returns[m].items()}} for m in modes}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from .args import add_dataclass_args, dataclass_from_args
 
@@ -13,7 +15,11 @@ def _train(ns: argparse.Namespace) -> None:
     from mbmrl.train.trainer import train
 
     out = train(dataclass_from_args(TrainConfig, ns))
-    print(f"run written to {out} (model.pt, oracle.pt, metrics.json, train_curve.png, config.json)")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 wrote the run
+        return
+    files = ", ".join(f for f in ("model.pt", "oracle.pt", "metrics.json", "train_curve.png", "config.json")
+                      if (Path(out) / f).exists())
+    print(f"run written to {out} ({files})")
 
 
 def _export(ns: argparse.Namespace) -> None:

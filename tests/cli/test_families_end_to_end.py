@@ -1,6 +1,9 @@
 """Every built-in family trains, exports, serves and evaluates end to end at a tiny budget."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from mbmrl.evaluation import EvalConfig, run_eval
@@ -14,9 +17,10 @@ from mbmrl.train.trainer import train
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["cartpole", "halfcheetah", "quadrotor"])
 def test_family_trains_exports_serves_and_evaluates(family, tmp_path):
-    seq_len = 16 if family == "cartpole" else 32  # random cart-pole episodes end after a few dozen steps
-    run = train(TrainConfig(family=family, out=str(tmp_path / "run"), n_tasks=3, episodes_per_task=1, iters=5,
-                            batch_size=4, seq_len=seq_len, hidden_size=8, feature_dim=8, mlp_width=16, oracle=False,
+    # random cart-pole episodes end after a few dozen steps: a task's episodes are joined to fill segments
+    episodes = 8 if family == "cartpole" else 1
+    run = train(TrainConfig(family=family, out=str(tmp_path / "run"), n_tasks=3, episodes_per_task=episodes, iters=5,
+                            batch_size=4, seq_len=32, hidden_size=8, feature_dim=8, mlp_width=16, oracle=False,
                             progress=False))
     artifact = export_run(ExportConfig(run=str(run), out=str(tmp_path / "artifact"), horizons=(15,)))
     manifest = json.loads((artifact / "manifest.json").read_text())
@@ -30,3 +34,13 @@ def test_family_trains_exports_serves_and_evaluates(family, tmp_path):
     result = run_eval(EvalConfig(artifact=str(artifact), out=str(out), modes="none,recurrent", windows=1, seeds=1,
                                  episode_steps=10, max_tasks=1, progress=False))
     assert set(result["control"]["recurrent"]) >= {"all"} and (out / "adaptation_curve.png").is_file()
+    # prediction windows find room on every family, also where episodes end early (cart-pole)
+    assert result["prediction"]["recurrent"]["32"]["one_step_nmse"] is not None
+    assert len(result["per_task"]) == len(result["tasks"])
+    doc = tmp_path / "results.md"
+    subprocess.run([sys.executable, "tools/results_doc.py", "--out", str(doc), str(out)], check=True,
+                   cwd=Path(__file__).parents[2])
+    text = doc.read_text()
+    assert f"## {family}" in text and "--iters 5" in text
+    if family == "cartpole":
+        assert "CaDM paper: vanilla dynamics model | 124.7" in text
