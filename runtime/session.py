@@ -6,6 +6,7 @@ MPPI/CEM under the adapted model; `predict` rolls the adapted model open-loop.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -227,7 +228,7 @@ class Session:
             state = {
                 "h": self.h, "W": self.W, "plan": self.plan,
                 "n_observed": np.array(self.n_observed),
-                "rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), dtype=np.uint8),
+                "rng": np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8),
             }
             if self.window:
                 state["window_phi"] = np.stack([p for p, _ in self.window])
@@ -239,12 +240,10 @@ class Session:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` saved."""
-        import ast
-
         with self.lock:
             self.h, self.W, self.plan = state["h"], state["W"], state["plan"]
             self.n_observed = int(state["n_observed"])
-            self.rng.bit_generator.state = ast.literal_eval(bytes(state["rng"]).decode())
+            self.rng.bit_generator.state = json.loads(bytes(state["rng"]).decode())
             self.window.clear()
             if "window_phi" in state:
                 self.window.extend(zip(state["window_phi"], state["window_y"], strict=True))

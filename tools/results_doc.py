@@ -40,7 +40,7 @@ def budget_lines(result: dict) -> list[str]:
               + (f" --episode-steps {ev['episode_steps']}" if ev.get("episode_steps") else ""))
     return [
         f"Budget: `{cmd}` (+ `mbmrl export`), device `{tc['device']}`, "
-        f"{'%.0f s of training' % secs if secs else 'training time not recorded'} "
+        f"{f'{secs:.0f} s of training' if secs else 'training time not recorded'} "
         f"(model + oracle, one thread); git `{prov.get('git_commit', '?')[:7]}`.",
         f"Evaluation: `{ev_cmd}` on {len(result['tasks'])} test-range tasks, "
         f"{result['wall_seconds']:.0f} s.", ""]
@@ -69,7 +69,8 @@ def quadrotor_lines(result: dict) -> list[str]:
         return []
     modes = result["modes"]
     lines = ["Hover position error RMS (m) over each 10 s episode, mean over tasks × seeds:", "",
-             "| mode | all test tasks | heavy payload (>= 0.5 kg) + wind | ratio to none (heavy) |", "|---|---|---|---|"]
+             "| mode | all test tasks | heavy payload (>= 0.5 kg) + wind | ratio to none (heavy) |",
+             "|---|---|---|---|"]
     heavy = {}
     for m in modes:
         runs = [ep["position_rmse"] for t in result.get("per_task", []) if t["params"].get("payload", 0) >= 0.5
@@ -78,9 +79,10 @@ def quadrotor_lines(result: dict) -> list[str]:
     for m in modes:
         ratio = heavy[m] / heavy["none"] if "none" in heavy else float("nan")
         lines.append(f"| {m} | {result['position_rmse'][m]['all']['mean']:.3f} | {heavy[m]:.3f} | {ratio:.2f} |")
-    lines += ["", "Reference (real flights, not comparable one-to-one): Neural-Fly reports a mean tracking error of "
-              f"{NEURAL_FLY['adaptive (Neural-Fly)'] * 100:.1f} cm adaptive vs "
-              f"{NEURAL_FLY['non-adaptive nonlinear baseline'] * 100:.1f} cm non-adaptive at 12.1 m/s wind (~2.5x).", ""]
+    lines += ["", "Reference (real flights, not comparable one-to-one): Neural-Fly reports a mean tracking error of"
+              f" {NEURAL_FLY['adaptive (Neural-Fly)'] * 100:.1f} cm adaptive vs "
+              f"{NEURAL_FLY['non-adaptive nonlinear baseline'] * 100:.1f} cm non-adaptive at 12.1 m/s wind (~2.5x).",
+              ""]
     return lines
 
 
@@ -90,15 +92,18 @@ def grbal_lines(g: dict) -> list[str]:
              f"`python examples/grbal_vs_head.py RUN --iters {g['iters']}`: both meta-trained from scratch on the same "
              f"data, network and budget, recurrence off; adapt on 16 transitions, score the next 16, on "
              f"{g['test_tasks']} test-range tasks (per-task NMSE).", "",
-             "| inner loop | adapted weights | NMSE before | NMSE after | adapt time (torch, ms) |", "|---|---|---|---|---|"]
+             "| inner loop | adapted weights | NMSE before | NMSE after | after, best test-tuned rate | "
+             "adapt time (torch, ms) |", "|---|---|---|---|---|---|"]
     for kind, name in (("all", "all weights, 1 SGD step (GrBAL)"), ("head", "head only, 2 steps (mbmrl gradient)")):
         r = g[kind]
+        best = f"{r['nmse_after_best_lr']:.4f} (rate {r['best_lr']:.3g})" if "best_lr" in r else "-"
         lines.append(f"| {name} | {r['adapted_weights']} | {r['nmse_before']:.4f} | {r['nmse_after']:.4f} | "
-                     f"{r['adapt_ms_torch']:.2f} |")
+                     f"{best} | {r['adapt_ms_torch']:.2f} |")
     return lines + [""]
 
 
 def main() -> None:
+    """Read the eval directories (and GrBAL comparisons) and write the results document."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("evals", nargs="+", help="directories written by `mbmrl eval` (each with eval.json)")
     ap.add_argument("--grbal", action="append", default=[], help="JSON written by examples/grbal_vs_head.py")
