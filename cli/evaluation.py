@@ -31,6 +31,9 @@ class EvalConfig:
     out: str = field(default="eval", metadata={"help": "output directory for eval.json and plots"})
     modes: str = field(default="none,recurrent,gradient,bayes,oracle", metadata={"help": "modes to evaluate"})
     contexts: str = field(default=CONTEXTS, metadata={"help": "context sizes m for the adaptation curve"})
+    prediction_data: str = field(default="random", metadata={
+        "help": "transitions for the prediction errors: 'random' actions, or 'mpc' = flown by the non-adaptive "
+                "(none-mode) MPC controller from the evaluation start, the same transitions for every mode"})
     horizon: int = field(default=15, metadata={"help": "H for the open-loop H-step prediction error"})
     windows: int = field(default=8, metadata={"help": "context windows per task for the prediction error"})
     seeds: int = field(default=2, metadata={"help": "MPC episodes per task (different start states)"})
@@ -44,22 +47,32 @@ class EvalConfig:
 
 
 # ---------------------------------------------------------------------------- data
-def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: int) -> list[dict]:
-    """`n` random-action streams of at least `steps` transitions on one task: the ground truth for prediction.
+def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: int,
+                  controller: Callable | None = None) -> list[dict]:
+    """`n` streams of at least `steps` transitions on one task: the ground truth for prediction.
 
+    Random actions by default; with `controller` (a `new_session` of a planner, e.g. the `none` mode),
+    the transitions it flies from the family's evaluation start, the same for every evaluated mode.
     A stream is one episode, or (when episodes end early, e.g. a falling cart-pole) several episodes of
     the task joined in order; `ends[i]` marks a transition after which the env was reset.
     """
     rng = np.random.default_rng(seed)
-    env = family.make_env(params, "default")
+    env = family.make_env(params, "default" if controller is None else family.eval_start)
     low, high = env.action_space.low, env.action_space.high
     streams = []
     for i in range(n):
         parts, total = [], 0
         while total < steps:
-            acts = random_actions(rng, low, high, steps)
             ep_seed = seed * 1000 + i + 100_000 * len(parts)
-            ep = rollout_episode(env, lambda o, t, acts=acts: acts[t], steps, seed=ep_seed)
+            if controller is None:
+                acts = random_actions(rng, low, high, steps)
+                policy = lambda o, t, acts=acts: acts[t]  # noqa: E731
+            else:
+                sess = controller(mode="none", seed=ep_seed)
+                policy = lambda o, t, sess=sess: sess.act(o).action  # noqa: E731
+            ep = rollout_episode(env, policy, steps, seed=ep_seed)
+            if controller is not None:
+                _close(sess)
             ep["ends"] = np.zeros(len(ep["obs"]), dtype=bool)
             ep["ends"][-1] = True
             parts.append(ep)
@@ -194,6 +207,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Prediction curves and MPC returns for every mode on every test task; returns the eval dict."""
     from tqdm.auto import tqdm
 
+    if cfg.prediction_data not in ("random", "mpc"):
+        raise ValueError(f"--prediction-data must be 'random' or 'mpc', got {cfg.prediction_data!r}")
     t0 = time.time()
     rt = Runtime(cfg.artifact, threads=cfg.threads)
     oracle_dir = Path(cfg.artifact) / "oracle"
@@ -211,7 +226,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     per_task: list[dict] = [{"split": sp, "params": p, "control": {}} for sp, p in tasks]
     bar = tqdm(total=len(tasks) * len(modes), desc="eval", disable=not cfg.progress)
     for ti, (split, params) in enumerate(tasks):
-        eps = eval_episodes(family, params, 2, family.episode_steps, seed=cfg.seed * 7919 + ti)
+        eps = eval_episodes(family, params, 2, family.episode_steps, seed=cfg.seed * 7919 + ti,
+                            controller=rt.new_session if cfg.prediction_data == "mpc" else None)
         for mode in modes:
             backend = oracle_rt if mode == "oracle" else rt
             tp = params if mode == "oracle" else None
@@ -230,7 +246,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     bar.close()
     result = {
         "family": family.name, "split": cfg.split, "artifact": str(cfg.artifact), "modes": modes,
-        "contexts": list(contexts), "horizon": cfg.horizon,
+        "contexts": list(contexts), "horizon": cfg.horizon, "prediction_data": cfg.prediction_data,
         "tasks": [{"split": s, **p} for s, p in tasks],
         "prediction": {m: {str(c): {k: _mean([e[k] for e in pred[m][c]])
                                     for k in ("one_step", "h_step", "one_step_nmse", "h_step_nmse")}

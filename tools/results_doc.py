@@ -37,13 +37,18 @@ def budget_lines(result: dict) -> list[str]:
     ev = result["config"]
     ev_cmd = (f"mbmrl eval ARTIFACT --modes {','.join(result['modes'])} --seeds {ev['seeds']}"
               + (f" --max-tasks {ev['max_tasks']}" if ev.get("max_tasks") else "")
-              + (f" --episode-steps {ev['episode_steps']}" if ev.get("episode_steps") else ""))
+              + (f" --episode-steps {ev['episode_steps']}" if ev.get("episode_steps") else "")
+              + (f" --prediction-data {ev['prediction_data']}" if ev.get("prediction_data", "random") != "random"
+                 else "")
+              + ("" if ev.get("control", True) else " --no-control"))
+    data = ("random-action streams" if ev.get("prediction_data", "random") == "random" else
+            "transitions flown by the non-adaptive (none-mode) MPC controller, the same for every mode")
     return [
         f"Budget: `{cmd}` (+ `mbmrl export`), device `{tc['device']}`, "
         f"{f'{secs:.0f} s of training' if secs else 'training time not recorded'} "
         f"(model + oracle, one thread); git `{prov.get('git_commit', '?')[:7]}`.",
         f"Evaluation: `{ev_cmd}` on {len(result['tasks'])} test-range tasks, "
-        f"{result['wall_seconds']:.0f} s.", ""]
+        f"{result['wall_seconds']:.0f} s; prediction errors on {data}.", ""]
 
 
 def published_lines(result: dict) -> list[str]:
@@ -115,7 +120,9 @@ def main() -> None:
            "available to these runs).", ""]
     for d in args.evals:
         result = json.loads((Path(d) / "eval.json").read_text())
-        doc += [f"## {result['family']}", ""] + budget_lines(result) + published_lines(result) \
+        title = result["family"] + ("" if result["config"].get("prediction_data", "random") == "random"
+                                    else f" (prediction on {result['config']['prediction_data']} flight data)")
+        doc += [f"## {title}", ""] + budget_lines(result) + published_lines(result) \
             + quadrotor_lines(result) + [markdown_tables(result)]
     for g in args.grbal:
         doc += grbal_lines(json.loads(Path(g).read_text()))

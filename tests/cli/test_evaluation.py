@@ -1,0 +1,34 @@
+"""Evaluation data: prediction streams from random actions or from the non-adaptive MPC controller."""
+
+import numpy as np
+import pytest
+from mbmrl.evaluation import EvalConfig, eval_episodes, evaluate, parse_contexts, target_starts
+from mbmrl.runtime import Runtime
+from mbmrl.train.families import get_family
+
+
+def test_mpc_streams_are_the_controllers_flight_and_reproducible(tiny_artifact):
+    rt = Runtime(tiny_artifact)
+    fam = get_family("pendulum")
+    params = fam.test_tasks("moderate")[0][1]
+    a = eval_episodes(fam, params, 1, 40, seed=3, controller=rt.new_session)
+    b = eval_episodes(fam, params, 1, 40, seed=3, controller=rt.new_session)
+    np.testing.assert_array_equal(a[0]["actions"], b[0]["actions"])
+    # the first action is what a fresh none-mode session plans from the first observation
+    first = rt.new_session(mode="none", seed=3 * 1000).act(a[0]["obs"][0]).action
+    np.testing.assert_allclose(a[0]["actions"][0], first, atol=1e-6)
+    rand = eval_episodes(fam, params, 1, 40, seed=3)
+    assert not np.allclose(rand[0]["actions"], a[0]["actions"])
+    assert len(a[0]["obs"]) >= 40 and a[0]["ends"][-1]
+
+
+def test_targets_never_straddle_a_reset_and_contexts_parse():
+    ends = np.zeros(60, bool)
+    ends[[19, 39, 59]] = True  # three joined 20-step episodes
+    for t in target_starts(ends, m_max=8, horizon=5, n=10):
+        assert not ends[t : t + 4].any() and t >= 8
+    assert parse_contexts("16, 0,4,4") == (0, 4, 16)
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_contexts("0,a")
+    with pytest.raises(ValueError, match="prediction-data"):
+        evaluate(EvalConfig(prediction_data="replay"))
