@@ -6,7 +6,6 @@ State goes in and comes out: `encoder_step` (h, transition) -> h'; `features`
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 from mbmrl.train.model import DynamicsModel
 
@@ -57,21 +56,5 @@ class Rollout(nn.Module):
         self.horizon = horizon
 
     def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov, uncertainty_weight):
-        m = self.model
-        n = actions.shape[0]
-        x = obs.expand(n, -1)  # (N, O)
-        h_proj = m.fh(h)  # (1, width): the belief enters once, shared by all samples and steps
-        cost = torch.zeros_like(actions[:, 0, 0])  # (N,)
-        states = []
-        for t in range(self.horizon):
-            a = actions[:, t]  # (N, A)
-            phi = m.features_from_projection(x, a, h_proj)  # (N, D)
-            out = phi @ W  # (N, P)
-            x = m.next_obs(x, out)
-            state_cost = ((x - target[t]) ** 2 * q).sum(-1)
-            if t == self.horizon - 1:
-                state_cost = state_cost * terminal_weight
-            risk = ((phi @ w_cov) * phi).sum(-1)  # (N,)
-            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * m.reward(out) + uncertainty_weight * risk
-            states.append(x)
-        return cost, torch.stack(states, dim=1)  # (N,), (N, H, O)
+        return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
+                                        uncertainty_weight)

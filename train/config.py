@@ -24,6 +24,12 @@ class TrainConfig:
     seq_len: int = field(default=64, metadata=_h("segment length L: context and targets come from one segment"))
     collect_envs: int = field(default=1, metadata=_h("parallel Gymnasium envs for data collection (1 = sequential)"))
     val_frac: float = field(default=0.1, metadata=_h("fraction of training tasks held out for validation"))
+    mpc_rounds: int = field(default=0, metadata=_h(
+        "model-based exploration rounds after the random data: MPC with the model collects on-policy data "
+        "on new training tasks, then training continues on everything (0 = random data only)"))
+    mpc_tasks: int = field(default=40, metadata=_h("new training tasks flown per exploration round"))
+    mpc_iters: int = field(default=1000, metadata=_h("training iterations after each exploration round"))
+    mpc_noise: float = field(default=0.1, metadata=_h("exploration noise on MPC actions (fraction of half-range)"))
     # model
     hidden_size: int = field(default=64, metadata=_h("GRU belief size"))
     feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))

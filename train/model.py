@@ -131,6 +131,31 @@ class DynamicsModel(nn.Module):
     def reward(self, head_out) -> torch.Tensor:
         return head_out[..., self.args.obs_dim] * self.reward_std[0] + self.reward_mean[0]
 
+    def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
+                      uncertainty_weight) -> tuple[torch.Tensor, torch.Tensor]:
+        """Roll N action sequences open-loop and cost them (DESIGN §3): the exported `rollout` graph.
+
+        obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,), terminal_weight,
+        reward_weight, uncertainty_weight (1,), w_cov (D,D) -> costs (N,), states (N,H,O).
+        """
+        n, horizon = actions.shape[:2]
+        x = obs.expand(n, -1)  # (N, O)
+        h_proj = self.fh(h)  # (1, width): the belief enters once, shared by all samples and steps
+        cost = torch.zeros_like(actions[:, 0, 0])  # (N,)
+        states = []
+        for t in range(horizon):
+            a = actions[:, t]  # (N, A)
+            phi = self.features_from_projection(x, a, h_proj)  # (N, D)
+            out = phi @ W  # (N, P)
+            x = self.next_obs(x, out)
+            state_cost = ((x - target[t]) ** 2 * q).sum(-1)
+            if t == horizon - 1:
+                state_cost = state_cost * terminal_weight
+            risk = ((phi @ w_cov) * phi).sum(-1)  # (N,)
+            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * self.reward(out) + uncertainty_weight * risk
+            states.append(x)
+        return cost, torch.stack(states, dim=1)  # (N,), (N, H, O)
+
     # ------------------------------------------------------------------ adaptation parameters
     def step_size(self) -> torch.Tensor:
         return self.log_step_size.exp()  # (P,)

@@ -21,6 +21,7 @@ from . import distributed as dist
 from . import losses as L
 from .config import TrainConfig
 from .data import Segments, collect_random, collect_random_vector
+from .explore import collect_mpc
 from .families import TaskFamily, get_family, sample_params
 from .model import DynamicsModel, ModelArgs
 
@@ -253,6 +254,15 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
 
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
+    for k in range(cfg.mpc_rounds):  # every rank collects the same data: same weights, same rng
+        new = collect_mpc(model, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, rng,
+                          first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress and dist.is_main())
+        train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
+        segs = Segments.concat([segs, new])
+        histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
+                                       device, rng, f"meta-train (MPC round {k + 1})", writer)
+    if cfg.mpc_rounds and main:
+        segs.save(out / "data.npz")  # random + on-policy data: what the model and the oracle saw
     meta = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
             "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
     if main:
