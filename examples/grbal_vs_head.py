@@ -179,12 +179,13 @@ def main() -> None:
         print(f"{kind}: {result[kind]}")
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"\nGrBAL protocol (adapt on {M}, score next {M}) on {len(tasks)} test-range {family.name} tasks, NMSE:")
-    print("| inner loop | adapted weights | before | after | adapt (torch, ms) | meta-train s |")
+    print("| inner loop | adapted weights | before | after | after, best test-tuned rate | adapt (torch, ms) |")
     print("|---|---|---|---|---|---|")
     for kind, name in (("all", "all weights, 1 SGD step (GrBAL)"), ("head", "head only, 2 steps (mbmrl)")):
         r = result[kind]
-        print(f"| {name} | {r['adapted_weights']} | {r['nmse_before']:.4f} | {r['nmse_after']:.4f} | "
-              f"{r['adapt_ms_torch']:.2f} | {r['train_seconds']:.0f} |")
+        best = f"{r['nmse_after_best_lr']:.4f} (rate {r['best_lr']:.3g})" if "best_lr" in r else "-"
+        print(f"| {name} | {r['adapted_weights']} | {r['nmse_before']:.4f} | {r['nmse_after']:.4f} | {best} | "
+              f"{r['adapt_ms_torch']:.2f} |")
     print(f"wrote {args.out}")
 
 
