@@ -104,3 +104,12 @@ def test_family_grids():
     assert len(family.default_cost.q) == len(family.obs_names) == 4
     assert len(family.default_cost.r) == len(family.action_names) == 1
     assert family.episode_steps == 200
+
+
+def test_bang_bang_family_is_cadms_actuation():
+    fam = get_family("cartpole_bang_bang")
+    assert fam.name == "cartpole_bang_bang" and fam.test_splits.keys() == cartpole_family().test_splits.keys()
+    env = fam.make_env({"force_mag": 10.0, "length": 0.5}, "default")
+    check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=0)
+    assert env.unwrapped.force(np.array([0.01])) == 10.0 and env.unwrapped.force(np.array([-0.3])) == -10.0

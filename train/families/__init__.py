@@ -13,6 +13,7 @@ BUILTIN = {
     "quadrotor": "mbmrl.train.families.quadrotor:quadrotor_family",
     "quadrotor_payload": "mbmrl.train.families.quadrotor:quadrotor_payload_family",
     "cartpole": "mbmrl.train.families.cartpole:cartpole_family",
+    "cartpole_bang_bang": "mbmrl.train.families.cartpole:cartpole_bang_bang_family",
     "halfcheetah": "mbmrl.train.families.halfcheetah:halfcheetah_family",
     "cripple_halfcheetah": "mbmrl.train.families.halfcheetah:cripple_halfcheetah_family",
 }

@@ -22,6 +22,7 @@ Our MPC planner needs continuous actions, so the env's action is a Box [-1, 1]:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -129,11 +130,12 @@ def _grid(forces: tuple[float, float], lengths: tuple[float, float]) -> tuple[di
     return ({"force_mag": Choice(forces), "length": Choice(lengths)},)
 
 
-def cartpole_family() -> TaskFamily:
+def cartpole_family(action_mode: str = "continuous") -> TaskFamily:
     """The cart-pole family with CaDM's train set and its four test splits (4 tasks each)."""
+    bang = action_mode == "bang_bang"
     return TaskFamily(
-        name="cartpole",
-        make_env=make_cartpole,
+        name="cartpole_bang_bang" if bang else "cartpole",
+        make_env=partial(make_cartpole, action_mode=action_mode),
         train={"force_mag": Choice(TRAIN_FORCES), "length": Choice(TRAIN_LENGTHS)},
         test_splits={
             "extreme_low": _grid((2.0, 2.5), (0.15, 0.20)),
@@ -143,10 +145,17 @@ def cartpole_family() -> TaskFamily:
         },
         episode_steps=EPISODE_STEPS,
         default_cost=CostSpec(
-            target=(0.0, 0.0, 0.0, 0.0), q=(0.1, 0.01, 1.0, 0.01), r=(0.001,), terminal_weight=1.0
+            target=(0.0, 0.0, 0.0, 0.0), q=(0.1, 0.01, 1.0, 0.01), r=(0.0 if bang else 0.001,), terminal_weight=1.0
         ),
         obs_names=("x", "x_dot", "theta", "theta_dot"),
         action_names=("force",),
         default_planner={"horizon": 15, "samples": 256, "temperature": 0.1, "noise_scale": 0.5},
-        description="Gymnasium CartPole physics, continuous push; force and pole length per task (CaDM).",
+        description=("Gymnasium CartPole physics with CaDM's two actions (push +/- force_mag by the sign of the "
+                     "action); force and pole length per task (CaDM)." if bang else
+                     "Gymnasium CartPole physics, continuous push; force and pole length per task (CaDM)."),
     )
+
+
+def cartpole_bang_bang_family() -> TaskFamily:
+    """CaDM's actuation for the published comparison: the action's sign picks +/- force_mag."""
+    return cartpole_family("bang_bang")
