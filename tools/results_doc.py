@@ -9,10 +9,12 @@ artifact's manifest (provenance), so every number here traces back to a command 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from mbmrl.evaluation import markdown_tables
+from mbmrl.train.config import TrainConfig
 
 # Lee et al., "Context-aware Dynamics Model for Generalization in Model-Based RL", ICML 2020, Table 1
 # (average return on the *moderate* test range). Pendulum: vanilla model and +CaDM only.
@@ -31,8 +33,12 @@ def budget_lines(result: dict) -> list[str]:
     manifest = json.loads((Path(result["artifact"]) / "manifest.json").read_text())
     prov = manifest["provenance"]
     tc = prov["train_config"]
-    cmd = (f"mbmrl train --family {tc['family']} --iters {tc['iters']} --n-tasks {tc['n_tasks']} "
-           f"--episodes-per-task {tc['episodes_per_task']} --seq-len {tc['seq_len']} --seed {tc['seed']}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    skip = {"family", "out", "progress", "tensorboard", "log_every", "device", "threads"}
+    flag = lambda k, v: (f"--{'' if v else 'no-'}{k.replace('_', '-')}" if isinstance(v, bool)  # noqa: E731
+                         else f"--{k.replace('_', '-')} {v}")
+    flags = [flag(k, v) for k, v in tc.items() if k not in skip and k in defaults and v != defaults[k]]
+    cmd = " ".join([f"mbmrl train --family {tc['family']}", *flags])
     secs = prov.get("train_seconds")
     ev = result["config"]
     ev_cmd = (f"mbmrl eval ARTIFACT --modes {','.join(result['modes'])} --seeds {ev['seeds']}"
@@ -46,7 +52,7 @@ def budget_lines(result: dict) -> list[str]:
     return [
         f"Budget: `{cmd}` (+ `mbmrl export`), device `{tc['device']}`, "
         f"{f'{secs:.0f} s of training' if secs else 'training time not recorded'} "
-        f"(model + oracle, one thread); git `{prov.get('git_commit', '?')[:7]}`.",
+        f"({'model + oracle' if tc.get('oracle', True) else 'model only'}, one thread); git `{prov.get('git_commit', '?')[:7]}`.",
         f"Evaluation: `{ev_cmd}` on {len(result['tasks'])} test-range tasks, "
         f"{result['wall_seconds']:.0f} s; prediction errors on {data}.", ""]
 
