@@ -52,7 +52,8 @@ def budget_lines(result: dict) -> list[str]:
     return [
         f"Budget: `{cmd}` (+ `mbmrl export`), device `{tc['device']}`, "
         f"{f'{secs:.0f} s of training' if secs else 'training time not recorded'} "
-        f"({'model + oracle' if tc.get('oracle', True) else 'model only'}, one thread); git `{prov.get('git_commit', '?')[:7]}`.",
+        f"({'model + oracle' if tc.get('oracle', True) else 'model only'}, one thread); "
+        f"git `{prov.get('git_commit', '?')[:7]}`.",
         f"Evaluation: `{ev_cmd}` on {len(result['tasks'])} test-range tasks, "
         f"{result['wall_seconds']:.0f} s; prediction errors on {data}.", ""]
 
