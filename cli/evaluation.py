@@ -41,6 +41,7 @@ class EvalConfig:
     control: bool = field(default=True, metadata={"help": "run MPC episodes"})
     max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N tasks of each split (0 = all)"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
+    workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
     markdown: bool = field(default=False, metadata={"help": "also write results.md (README-ready tables)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -203,10 +204,45 @@ def available_modes(requested: str, rt: Runtime, oracle_rt: Runtime | None) -> l
     return modes
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Prediction curves and MPC returns for every mode on every test task; returns the eval dict."""
+def evaluate_tasks(family: TaskFamily, tasks: list[tuple[str, Params]], modes: list[str],
+                   backends: Callable[[], dict[str, Callable]], delta_std: np.ndarray, contexts: tuple[int, ...],
+                   horizon: int, windows: int, seeds: int, steps: int, seed: int, data_seed: Callable[[int], int],
+                   prediction_controller: Callable | None = None, workers: int = 1, progress: bool = True,
+                   ) -> list[tuple[int, str, dict, list[dict]]]:
+    """Prediction errors and `seeds` MPC episodes for every (task, mode): the one evaluation loop.
+
+    `backends()` gives, per mode, a `new_session` callable (in-process `Runtime.new_session`, or an HTTP
+    `Client.new_session`); it is called once per task so a worker thread can hold its own connections.
+    With `workers` > 1 tasks run on a thread pool (ONNX Runtime and HTTP release the GIL).
+    Returns (task index, mode, {m: errors}, [episode results]) in task order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
+    def run_task(ti: int) -> list[tuple[int, str, dict, list[dict]]]:
+        _, params = tasks[ti]
+        new_session = backends()
+        eps = eval_episodes(family, params, 2, family.episode_steps, seed=data_seed(ti),
+                            controller=prediction_controller)
+        out = []
+        for mode in modes:
+            tp = params if mode == "oracle" else None
+            errs = prediction_errors(new_session[mode], mode, eps, delta_std, contexts, horizon, windows, tp)
+            episodes = [control_episode(new_session[mode], mode, family, params, seed + s, steps, tp)
+                        for s in range(seeds)]
+            out.append((ti, mode, errs, episodes))
+        return out
+
+    results = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for r in tqdm(pool.map(run_task, range(len(tasks))), total=len(tasks), desc="eval", disable=not progress):
+            results += r
+    return results
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Prediction curves and MPC returns for every mode on every test task; returns the eval dict."""
     if cfg.prediction_data not in ("random", "mpc"):
         raise ValueError(f"--prediction-data must be 'random' or 'mpc', got {cfg.prediction_data!r}")
     t0 = time.time()
@@ -224,26 +260,21 @@ def evaluate(cfg: EvalConfig) -> dict:
     returns: dict = {m: {} for m in modes}
     extra: dict = {m: {} for m in modes}
     per_task: list[dict] = [{"split": sp, "params": p, "control": {}} for sp, p in tasks]
-    bar = tqdm(total=len(tasks) * len(modes), desc="eval", disable=not cfg.progress)
-    for ti, (split, params) in enumerate(tasks):
-        eps = eval_episodes(family, params, 2, family.episode_steps, seed=cfg.seed * 7919 + ti,
-                            controller=rt.new_session if cfg.prediction_data == "mpc" else None)
-        for mode in modes:
-            backend = oracle_rt if mode == "oracle" else rt
-            tp = params if mode == "oracle" else None
-            errs = prediction_errors(backend.new_session, mode, eps, rt.norm.delta_std, contexts,
-                                     cfg.horizon, cfg.windows, tp)
-            for c in contexts:
-                pred[mode][c].append(errs[c])
-            if cfg.control:
-                for s in range(cfg.seeds):
-                    ep = control_episode(backend.new_session, mode, family, params, cfg.seed + s, steps, tp)
-                    per_task[ti]["control"].setdefault(mode, []).append(ep)
-                    returns[mode].setdefault(split, []).append(ep["return"])
-                    if "position_rmse" in ep:
-                        extra[mode].setdefault(split, []).append(ep["position_rmse"])
-            bar.update(1)
-    bar.close()
+    backends = {m: (oracle_rt if m == "oracle" else rt).new_session for m in modes}
+    jobs = evaluate_tasks(family, tasks, modes, lambda: backends, rt.norm.delta_std, contexts, cfg.horizon,
+                          cfg.windows, cfg.seeds if cfg.control else 0, steps, cfg.seed,
+                          data_seed=lambda ti: cfg.seed * 7919 + ti,
+                          prediction_controller=rt.new_session if cfg.prediction_data == "mpc" else None,
+                          workers=cfg.workers, progress=cfg.progress)
+    for ti, mode, errs, episodes in jobs:
+        split = tasks[ti][0]
+        for c in contexts:
+            pred[mode][c].append(errs[c])
+        for ep in episodes:
+            per_task[ti]["control"].setdefault(mode, []).append(ep)
+            returns[mode].setdefault(split, []).append(ep["return"])
+            if "position_rmse" in ep:
+                extra[mode].setdefault(split, []).append(ep["position_rmse"])
     result = {
         "family": family.name, "split": cfg.split, "artifact": str(cfg.artifact), "modes": modes,
         "contexts": list(contexts), "horizon": cfg.horizon, "prediction_data": cfg.prediction_data,

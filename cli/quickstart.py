@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +41,8 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     from mbmrl.train.config import TrainConfig
     from mbmrl.train.families import get_family
     from mbmrl.train.trainer import train
-    from tqdm.auto import tqdm
 
-    from .evaluation import control_episode, eval_episodes, prediction_errors
+    from .evaluation import evaluate_tasks
     from .local_server import local_server
 
     t0 = time.time()
@@ -69,24 +67,18 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     with local_server(artifact) as url, local_server(artifact / "oracle") as oracle_url:
         delta_std = np.asarray(load_manifest(artifact)["normalization"]["delta_std"])
 
-        def run_job(job):  # one (task, mode): prediction windows and MPC episodes over HTTP
-            ti, split, params, mode = job
-            client = Client(oracle_url if mode == "oracle" else url)  # one connection per worker
-            tp = params if mode == "oracle" else None
-            eps = eval_episodes(family, params, 2, family.episode_steps, seed=10_000 + ti)
-            e = prediction_errors(client.new_session, mode, eps, delta_std, (16,), 1, cfg.windows, tp)
-            rets = [control_episode(client.new_session, mode, family, params, cfg.seed + s, cfg.episode_steps,
-                                    tp)["return"] for s in range(cfg.control_seeds)]
-            return split, mode, e[16], rets
+        def backends() -> dict:  # fresh clients (connections) for each task, so worker threads never share one
+            return {m: Client(oracle_url if m == "oracle" else url).new_session for m in modes}
 
-        jobs = [(ti, split, params, mode) for ti, (split, params) in enumerate(tasks) for mode in modes]
         # two workers keep both cores busy: ONNX Runtime releases the GIL while the server plans
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for split, mode, e, rets in tqdm(pool.map(run_job, jobs), total=len(jobs), desc="HTTP episodes",
-                                             disable=not cfg.progress):
-                pred[mode].setdefault(split, []).append(e["one_step_nmse"])
-                pred_units[mode].append(e["one_step"])
-                returns[mode].setdefault(split, []).extend(rets)
+        jobs = evaluate_tasks(family, tasks, modes, backends, delta_std, (16,), 1, cfg.windows, cfg.control_seeds,
+                              cfg.episode_steps, cfg.seed, data_seed=lambda ti: 10_000 + ti, workers=2,
+                              progress=cfg.progress)
+        for ti, mode, errs, episodes in jobs:
+            split = tasks[ti][0]
+            pred[mode].setdefault(split, []).append(errs[16]["one_step_nmse"])
+            pred_units[mode].append(errs[16]["one_step"])
+            returns[mode].setdefault(split, []).extend(ep["return"] for ep in episodes)
     summary = {
         "prediction_error": {m: float(np.mean(sum(pred[m].values(), []))) for m in modes},
         "prediction_error_by_split": {s: {m: float(np.mean(pred[m][s])) for m in modes} for s in family.test_splits},
