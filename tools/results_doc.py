@@ -161,8 +161,12 @@ def main() -> None:
     for d in args.evals:
         result = json.loads((Path(d) / "eval.json").read_text())
         tc = json.loads((Path(result["artifact"]) / "manifest.json").read_text())["provenance"]["train_config"]
+        size = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.name in ("hidden_size", "feature_dim", "mlp_width")}
         title = result["family"] + (f", {tc['rollout_steps']}-step training loss" if tc.get("rollout_steps", 1) > 1
                                     else "") + (
+            f", larger model (D={tc['feature_dim']}, width {tc['mlp_width']}, GRU {tc['hidden_size']})"
+            if any(tc.get(k, v) != v for k, v in size.items()) else "") + (
             "" if result["config"].get("prediction_data", "random") == "random"
             else f" (prediction on {result['config']['prediction_data']} flight data)")
         rows.append(summary_row(title, result))
