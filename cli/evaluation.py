@@ -293,7 +293,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     }
     if cfg.control:
         result["per_task"] = per_task
-    if cfg.control:
         result["control"] = {m: {"all": summarize(sum(returns[m].values(), [])),
                                  **{s: summarize(v) for s, v in returns[m].items()}} for m in modes}
         if any(extra[m] for m in modes):
