@@ -91,3 +91,12 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(values)
         values /= world_size()
     return values
+
+
+def broadcast_from_main(obj):
+    """Rank 0's (picklable) object on every rank; other ranks may pass None."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -254,9 +254,13 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
 
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
-    for k in range(cfg.mpc_rounds):  # every rank collects the same data: same weights, same rng
-        new = collect_mpc(model, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, rng,
-                          first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress and dist.is_main())
+    for k in range(cfg.mpc_rounds):
+        # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
+        explore_rng = np.random.default_rng(int(rng.integers(2**63)))
+        new = collect_mpc(model, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
+                          first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress) \
+            if dist.is_main() else None
+        new = dist.broadcast_from_main(new)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
         segs = Segments.concat([segs, new])
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
