@@ -167,6 +167,7 @@ def main() -> None:
                                     else "") + (
             f", larger model (D={tc['feature_dim']}, width {tc['mlp_width']}, GRU {tc['hidden_size']})"
             if any(tc.get(k, v) != v for k, v in size.items()) else "") + (
+            f", {tc['mpc_rounds']} MPC exploration rounds" if tc.get("mpc_rounds", 0) else "") + (
             "" if result["config"].get("prediction_data", "random") == "random"
             else f" (prediction on {result['config']['prediction_data']} flight data)")
         rows.append(summary_row(title, result))
