@@ -26,30 +26,35 @@ def head_gradient_steps(
     return W.astype(np.float32)
 
 
+def _rank_one(W: np.ndarray, P: np.ndarray, phi: np.ndarray, y: np.ndarray):
+    """Rank-one posterior update; also returns the prior residual (Pout,) and its scale 1 + phi^T P phi."""
+    P_phi = P @ phi  # (D,)
+    s = 1.0 + phi @ P_phi
+    resid = y - phi @ W  # (Pout,)
+    gain = P_phi / s  # (D,)
+    W = W + np.outer(gain, resid)
+    P = P - np.outer(gain, P_phi)
+    P = 0.5 * (P + P.T)  # keep it symmetric against round-off
+    return W, P, resid, s
+
+
 def rls_update(W: np.ndarray, P: np.ndarray, phi: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fold one observation into the Gaussian posterior over W (rank-one, O(D^2)).
 
     W (D, Pout) posterior mean; P (D, D) posterior covariance factor Lambda^-1; phi (D,); y (Pout,).
     """
-    P_phi = P @ phi  # (D,)
-    gain = P_phi / (1.0 + phi @ P_phi)  # (D,)
-    W = W + np.outer(gain, y - phi @ W)
-    P = P - np.outer(gain, P_phi)
-    P = 0.5 * (P + P.T)  # keep it symmetric against round-off
-    return W, P
+    return _rank_one(W, P, phi, y)[:2]
 
 
-def noise_scale_update(a: float, b: np.ndarray, W: np.ndarray, P: np.ndarray, phi: np.ndarray, y: np.ndarray,
-                       noise_var: np.ndarray) -> tuple[float, np.ndarray]:
-    """Fold one observation into the posterior IG(a, b) of the per-output noise scale tau.
+def nig_update(W: np.ndarray, P: np.ndarray, a: float, b: np.ndarray, phi: np.ndarray, y: np.ndarray,
+               noise_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """`rls_update` plus the posterior IG(a, b) of the per-output noise scale tau, from the same P phi.
 
     Normal-inverse-gamma head: noise variance = noise_var * tau, W | tau ~ N(W, tau noise_var P),
-    tau ~ IG(a, b). Call with W, P *before* `rls_update` for the same observation: the scale
-    grows with the prediction residual normalized by its predictive variance. O(D^2).
+    tau ~ IG(a, b): the scale grows with the prior residual normalized by its predictive variance. O(D^2).
     """
-    quad = float(phi @ P @ phi)
-    resid = y - phi @ W  # (Pout,)
-    return a + 0.5, b + 0.5 * resid**2 / (noise_var * (1.0 + quad))
+    W, P, resid, s = _rank_one(W, P, phi, y)
+    return W, P, a + 0.5, b + 0.5 * resid**2 / (noise_var * s)
 
 
 def noise_factor(a: float, b: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adapt import head_gradient_steps, noise_factor, noise_scale_update, predictive_variance, rls_update
+from .adapt import head_gradient_steps, nig_update, noise_factor, predictive_variance, rls_update
 from .cost import Cost
 from .model import Runtime
 from .planner import PlannerConfig, plan, shift_plan
@@ -150,9 +150,10 @@ class Session:
                     y[rt.obs_dim] = pred[rt.obs_dim]
                 phi64, y64 = phi.astype(np.float64), y.astype(np.float64)
                 if self.noise_a > 0:
-                    self.noise_a, self.noise_b = noise_scale_update(
-                        self.noise_a, self.noise_b, self.W, self.P, phi64, y64, rt.params["bayes_noise_var"])
-                self.W, self.P = rls_update(self.W, self.P, phi64, y64)
+                    self.W, self.P, self.noise_a, self.noise_b = nig_update(
+                        self.W, self.P, self.noise_a, self.noise_b, phi64, y64, rt.params["bayes_noise_var"])
+                else:
+                    self.W, self.P = rls_update(self.W, self.P, phi64, y64)
             self.n_observed += 1
             return surprise
 

@@ -60,10 +60,7 @@ def collect_mpc(model: DynamicsModel, family: TaskFamily, n_tasks: int, episodes
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (family default cost)."""
     was_training = model.training
     model.eval()
-    probe = family.make_env(sample_params(family.train, np.random.default_rng(0)), "default")
-    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
-    probe.close()
-    cost = Cost.from_dict(family.default_cost.to_dict(), obs_dim, act_dim)
+    cost = Cost.from_dict(family.default_cost.to_dict(), model.args.obs_dim, model.args.action_dim)
     planner = PlannerConfig().replace(**family.default_planner)
     episodes, params, task_ids = [], [], []
     for i in tqdm(range(n_tasks), desc="collect (MPC)", disable=not progress, leave=False):

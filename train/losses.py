@@ -108,7 +108,7 @@ def noise_scale_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.
     """Posterior IG(a, b) (b: (B, P)) of the noise scale tau after the context, prior IG(a0, a0).
 
     Normal-inverse-gamma: b = a0 + (||y - phi W||^2 + (W - W0)^T Lambda0 (W - W0)) / (2 noise_var),
-    the batch form of the runtime's per-transition `noise_scale_update`.
+    the batch form of the runtime's per-transition `nig_update`.
     """
     with torch.autocast(phi_c.device.type, enabled=False):
         resid = ((phi_c.float() @ W - y_c.float()) ** 2).sum(1)  # (B, P)

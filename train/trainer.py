@@ -246,8 +246,6 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
     segs = collect(family, cfg, rng)
-    if main:
-        segs.save(out / "data.npz")
     train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
     stats = normalization_stats(segs, low, high)
     writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
@@ -265,8 +263,8 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         segs = Segments.concat([segs, new])
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
                                        device, rng, f"meta-train (MPC round {k + 1})", writer)
-    if cfg.mpc_rounds and main:
-        segs.save(out / "data.npz")  # random + on-policy data: what the model and the oracle saw
+    if main:
+        segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
     meta = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
             "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
     if main:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from mbmrl.runtime.adapt import head_gradient_steps, noise_factor, noise_scale_update, predictive_variance, rls_update
+from mbmrl.runtime.adapt import head_gradient_steps, nig_update, noise_factor, predictive_variance, rls_update
 from mbmrl.train import losses as L
 from mbmrl.train.model import DynamicsModel, ModelArgs
 
@@ -56,8 +56,7 @@ def test_online_noise_scale_matches_the_normal_inverse_gamma_posterior():
     a, b = 3.0, np.full(4, 3.0)
     for i in range(20):
         p_i, y_i = phi[0, i].numpy().astype(np.float64), y[0, i].numpy().astype(np.float64)
-        a, b = noise_scale_update(a, b, W, P, p_i, y_i, noise)
-        W, P = rls_update(W, P, p_i, y_i)
+        W, P, a, b = nig_update(W, P, a, b, p_i, y_i, noise)
     assert a == a_t == 13.0
     np.testing.assert_allclose(b, b_t[0].detach().numpy(), rtol=1e-3)
     assert (b / a > 2.0).all()  # targets 3x noisier than the prior's noise: the scale grows
