@@ -62,7 +62,7 @@ def adapted_weights(pred: Predictor, log_lr: torch.Tensor, obs, act, y, create_g
 
 def head_only_W(model: DynamicsModel, obs, act, y, steps: int) -> torch.Tensor:
     phi = model.features(obs, act, model.h0.expand(*obs.shape[:-1], -1))  # (B, M, D)
-    return L.adapt_gradient(model, phi, y, steps)  # (B, D, P)
+    return L.gradient_head(model, phi, y, steps)  # (B, D, P)
 
 
 def meta_train(kind: str, segs: Segments, stats: dict, cfg: TrainConfig, iters: int, seed: int) -> tuple:

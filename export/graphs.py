@@ -1,4 +1,4 @@
-"""The three exported graphs as small torch modules with fixed, named inputs (DESIGN §4).
+"""The three exported graphs as small torch modules with fixed, named inputs (DESIGN §4), and example inputs.
 
 State goes in and comes out: `encoder_step` (h, transition) -> h'; `features`
 (obs, action, h) -> phi; `rollout` (obs, h, W, actions, cost terms) -> (costs, states).
@@ -6,7 +6,9 @@ State goes in and comes out: `encoder_step` (h, transition) -> h'; `features`
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+from mbmrl.runtime.dynamics import ROLLOUT_INPUTS
 from mbmrl.train.model import DynamicsModel
 
 
@@ -39,15 +41,13 @@ class Features(nn.Module):
 
 
 class Rollout(nn.Module):
-    """Roll N action sequences over a fixed horizon and cost them (DESIGN §3 quadratic cost).
+    """Roll N action sequences over a fixed horizon and cost them (`DynamicsModel.rollout_costs`).
 
-    obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,),
-    terminal_weight (1,), reward_weight (1,), w_cov (D,D), uncertainty_weight (1,) -> costs (N,), states (N,H,O).
-    `w_cov` scales the risk term phi^T w_cov phi (the Bayesian head's epistemic variance; zeros otherwise).
+    Inputs are `mbmrl.runtime.dynamics.ROLLOUT_INPUTS`: obs (1,O), h (1,hidden), W (D,P), actions (N,H,A),
+    then the `CostTerms` -> costs (N,), states (N,H,O).
     """
 
-    input_names = ["obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight", "w_cov",
-                   "uncertainty_weight"]
+    input_names = list(ROLLOUT_INPUTS)
     output_names = ["costs", "states"]
 
     def __init__(self, model: DynamicsModel, horizon: int):
@@ -58,3 +58,24 @@ class Rollout(nn.Module):
     def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov, uncertainty_weight):
         return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
                                         uncertainty_weight)
+
+
+def example_inputs(model: DynamicsModel, batch: int = 4, horizon: int = 15) -> dict[str, tuple]:
+    """Random example inputs for each graph (what export traces, and the random half of the parity check)."""
+    g = torch.Generator().manual_seed(0)
+    a = model.args
+    rn = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    obs = rn(batch, a.obs_dim) * model.obs_std + model.obs_mean
+    act = torch.rand(batch, a.action_dim, generator=g) * 2 - 1
+    act = act * model.action_std + model.action_mean
+    h = rn(batch, model.hidden_size)
+    nxt = obs + rn(batch, a.obs_dim) * model.delta_std + model.delta_mean
+    W = model.W0.detach() + 0.1 * rn(*model.W0.shape)
+    acts = (torch.rand(batch, horizon, a.action_dim, generator=g) * 2 - 1) * model.action_std + model.action_mean
+    return {
+        "encoder_step": (h, obs, act, nxt, rn(batch, 1)),
+        "features": (obs, act, h),
+        "rollout": (obs[:1], h[:1], W, acts, rn(horizon, a.obs_dim), torch.rand(a.obs_dim, generator=g),
+                    torch.rand(a.action_dim, generator=g), torch.tensor([2.0]), torch.tensor([0.5]),
+                    0.1 * torch.eye(a.feature_dim), torch.tensor([0.3])),
+    }

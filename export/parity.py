@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from mbmrl.runtime.model import Runtime
+from mbmrl.runtime.dynamics import CostTerms
+from mbmrl.runtime.loader import load
 from mbmrl.train.data import Segments
 from mbmrl.train.model import DynamicsModel
 
-from .graphs import EncoderStep, Features, Rollout
+from .graphs import EncoderStep, Features, Rollout, example_inputs
 
 
 class ParityError(RuntimeError):
@@ -44,26 +46,29 @@ def _max_err(ref: list[torch.Tensor], got: list[np.ndarray]) -> tuple[float, flo
 
 def check_parity(model: DynamicsModel, artifact: Path, data_path: Path | None, tolerance: float) -> dict:
     """Run every graph in torch and through `mbmrl.runtime`; returns max abs errors, raises past tolerance."""
-    from .onnx_export import example_inputs
-
-    rt = Runtime(artifact, verify=True)
+    dyn = load(artifact, verify=True).dynamics
     report: dict = {"tolerance": tolerance}
-    kinds = {"random": lambda H: example_inputs(model, batch=8, horizon=H)}
+    kinds: dict[str, Callable[[int], dict]] = {"random": lambda H: example_inputs(model, batch=8, horizon=H)}
     if data_path is not None:
         segs = Segments.load(data_path)
         kinds["real"] = lambda H: real_inputs(model, segs, horizon=H)
+
+    def run_rollout(a: tuple) -> list[np.ndarray]:
+        n = [v.numpy() for v in a]
+        terms = CostTerms(*n[4:])
+        return list(dyn.rollout(n[0][0], n[1][0], n[2], n[3], terms))
+
     with torch.no_grad():
         for kind, make in kinds.items():
-            for H in rt.horizons:
+            for H in dyn.horizons or []:
                 ex = make(H)
-                checks = {f"rollout_h{H}": (Rollout(model, H), ex["rollout"], lambda a, H=H: rt._rollouts[H].run(
-                    None, {n: v.numpy() for n, v in zip(Rollout.input_names, a, strict=True)}))}
-                if H == rt.horizons[0]:
+                checks = {f"rollout_h{H}": (Rollout(model, H), ex["rollout"], run_rollout)}
+                if H == (dyn.horizons or [])[0]:
                     checks["features"] = (Features(model), ex["features"],
-                                          lambda a: [rt.features(*[v.numpy() for v in a])])
-                    if rt._encoder is not None:
+                                          lambda a: [dyn.features(*[v.numpy() for v in a])])
+                    if not model.oracle:
                         checks["encoder_step"] = (EncoderStep(model), ex["encoder_step"],
-                                                  lambda a: [rt.encoder_step(*[v.numpy() for v in a])])
+                                                  lambda a: [dyn.encoder_step(*[v.numpy() for v in a])])
                 for name, (module, args, run_ort) in checks.items():
                     ref = module(*args)
                     ref = list(ref) if isinstance(ref, tuple) else [ref]

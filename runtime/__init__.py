@@ -1,9 +1,22 @@
-"""mbmrl.runtime: load an artifact, adapt per session, plan with MPC. numpy + onnxruntime only."""
+"""mbmrl.runtime: load an artifact, adapt per session, plan with MPC. numpy + onnxruntime only.
 
-from .cost import Cost
-from .manifest import ArtifactError, load_manifest
-from .model import Runtime
-from .planner import PlannerConfig
-from .session import ActResult, Session
+Names are imported on first use, so `mbmrl.runtime.client` (stdlib + numpy) never loads ONNX Runtime.
+"""
 
-__all__ = ["ActResult", "ArtifactError", "Cost", "PlannerConfig", "Runtime", "Session", "load_manifest"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ActResult": "types", "ArtifactError": "artifact", "Cost": "cost", "CostTerms": "dynamics",
+    "Dynamics": "dynamics", "Manifest": "artifact", "Params": "artifact", "PlannerConfig": "planner",
+    "Runtime": "model", "Session": "session", "load": "loader",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mbmrl.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

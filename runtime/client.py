@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .session import ActResult
+from .types import ActResult
 
 # the server may close an idle keep-alive connection; these mean "reconnect and send again"
 _STALE = (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
+
+from .flags import add_dataclass_args, dataclass_from_args
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,15 @@ def serve(cfg: ServeConfig) -> None:
     auth = ", bearer token required" if token else ""
     print(f"mbmrl serve: http://{host}:{cfg.port} (API docs at /docs{auth})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_keep_alive=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mbmrl.runtime.serve ARTIFACT ...`: the same as `mbmrl serve`, for devices and child processes."""
+    parser = argparse.ArgumentParser(prog="mbmrl serve", description=__doc__)
+    parser.add_argument("artifact", help="artifact directory")
+    add_dataclass_args(parser, ServeConfig, skip=("artifact",))
+    serve(dataclass_from_args(ServeConfig, parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,8 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     _err,
     build_request_models,
 )
-from .manifest import load_manifest
+from .artifact import FORMAT_VERSION, Manifest
+from .loader import load
 from .model import Runtime
 from .session_store import SessionStore, TooManySessions, UnknownSession  # noqa: F401
 
@@ -133,15 +134,13 @@ def create_app(
     max_sessions: int = 1024,
 ) -> FastAPI:
     """The HTTP API for one artifact; the model is loaded when the app starts (lifespan)."""
-    manifest = load_manifest(artifact, verify=False)  # dims for the request schemas; verified in lifespan
-    m: RequestModels = build_request_models(
-        obs_dim=manifest["obs_dim"], action_dim=manifest["action_dim"], modes=sorted(manifest["modes"]),
-        horizons=sorted(int(g["horizon"]) for n, g in manifest["graphs"].items() if n.startswith("rollout")),
-    )
+    manifest = Manifest.load(artifact, verify=False)  # dims for the request schemas; verified in lifespan
+    m: RequestModels = build_request_models(obs_dim=manifest.obs_dim, action_dim=manifest.action_dim,
+                                            modes=sorted(manifest.modes), horizons=manifest.horizons)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rt = Runtime(artifact, threads=threads)
+        rt = load(artifact, threads=threads)
         app.state.runtime = rt
         app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions)
         n = app.state.store.restore()
@@ -170,12 +169,13 @@ def create_app(
         mf = rt.manifest
         return {
             "obs_dim": rt.obs_dim, "action_dim": rt.action_dim,
-            "obs_names": mf.get("obs_names") or [f"obs{i}" for i in range(rt.obs_dim)],
-            "action_names": mf.get("action_names") or [f"action{i}" for i in range(rt.action_dim)],
+            "obs_names": list(mf.obs_names) or [f"obs{i}" for i in range(rt.obs_dim)],
+            "action_names": list(mf.action_names) or [f"action{i}" for i in range(rt.action_dim)],
             "action_low": rt.action_low.tolist(), "action_high": rt.action_high.tolist(),
-            "hidden_size": rt.hidden_size, "modes": rt.modes, "default_mode": rt.default_mode,
-            "default_cost": rt.default_cost.to_dict(), "default_planner": rt.default_planner.to_dict(),
-            "horizons": rt.horizons, "family": mf.get("family"), "format_version": mf["format_version"],
+            "hidden_size": mf.hidden_size, "modes": {k: s.to_dict() for k, s in mf.modes.items()},
+            "default_mode": rt.default_mode, "default_cost": rt.default_cost.to_dict(),
+            "default_planner": rt.default_planner.to_dict(), "horizons": rt.horizons, "family": mf.family,
+            "format_version": FORMAT_VERSION,
         }
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],

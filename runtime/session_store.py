@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import sha256_file
+from .artifact import sha256_file
 from .model import Runtime
 from .session import Session
 
@@ -50,7 +50,7 @@ class SessionStore:
         if self.state_dir:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
-        self.artifact_id = sha256_file(rt.path / "manifest.json")
+        self.artifact_id = sha256_file(rt.path / "manifest.json") if rt.path else "in-memory"
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
@@ -68,7 +68,7 @@ class SessionStore:
 
     def create(self, mode=None, planner=None, cost=None, seed=None, task_params=None) -> tuple[str, Session]:
         """A new session (ValueError for bad settings, TooManySessions when full), persisted at once."""
-        session = self.rt.new_session(mode, planner=planner, cost=cost, seed=seed, task_params=task_params)
+        session = Session(self.rt, mode, planner=planner, cost=cost, seed=seed, task_params=task_params)
         meta = {"mode": session.mode, "planner": session.planner.to_dict(), "cost": session.cost.to_dict(),
                 "seed": seed, "task_params": task_params, "artifact": self.artifact_id}
         session_id, entry = secrets.token_hex(16), _Entry(session, meta)
@@ -132,7 +132,7 @@ class SessionStore:
         meta = json.loads(bytes(arrays.pop("__meta__")).decode())
         if meta.get("artifact") != self.artifact_id:
             raise ValueError("it was saved with a different artifact (manifest.json differs)")
-        session = self.rt.new_session(meta["mode"], planner=meta["planner"], cost=meta["cost"],
+        session = Session(self.rt, meta["mode"], planner=meta["planner"], cost=meta["cost"],
                                       seed=meta["seed"], task_params=meta["task_params"])
         session.load_state_dict(arrays)
         return _Entry(session, meta)

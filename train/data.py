@@ -16,6 +16,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
 from tqdm.auto import tqdm
 
+from .episode import replay, run_episode
 from .families import TaskFamily, sample_params
 
 
@@ -66,23 +67,6 @@ def random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, 
         a = np.clip(0.9 * a + 0.45 * rng.standard_normal(len(low)), -1, 1)
         out.append(mid + half * a)
     return np.asarray(out, dtype=np.float32)
-
-
-def rollout_episode(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """Run one episode with `policy(obs, t) -> action`; returns arrays over its steps."""
-    obs, _ = env.reset(seed=seed)
-    rec = {"obs": [], "actions": [], "next_obs": [], "rewards": []}
-    for t in range(steps):
-        a = np.asarray(policy(obs, t), dtype=np.float32)
-        nxt, r, term, trunc, _ = env.step(a)
-        rec["obs"].append(obs)
-        rec["actions"].append(a)
-        rec["next_obs"].append(nxt)
-        rec["rewards"].append(r)
-        obs = nxt
-        if term or trunc:
-            break
-    return {k: np.asarray(v, dtype=np.float32) for k, v in rec.items()}
 
 
 def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[int], seg_len: int,
@@ -136,9 +120,8 @@ def collect_random(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg
         low, high = env.action_space.low, env.action_space.high
         for _ in range(episodes_per_task):
             acts = random_actions(rng, low, high, family.episode_steps)
-            ep = rollout_episode(env, lambda o, t, acts=acts: acts[t], family.episode_steps,
-                                 seed=int(rng.integers(2**31)))
-            episodes.append(ep)
+            ep = run_episode(env, replay(acts), family.episode_steps, seed=int(rng.integers(2**31)))
+            episodes.append(ep.arrays())
             params.append([p[k] for k in family.param_names])
             task_ids.append(task)
         env.close()
@@ -154,7 +137,7 @@ def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episode
                    ) -> list[list[dict[str, np.ndarray]]]:
     """Run `episodes` random-action episodes in every sub-env of a SAME_STEP-autoreset vector env.
 
-    Returns, per sub-env, its episodes as `rollout_episode` records. A sub-env that ends an episode is
+    Returns, per sub-env, its episodes as `Episode.arrays()` records. A sub-env that ends an episode is
     reset inside that same `step`: the returned observation already starts its next episode and the
     episode's true last next-observation is `info["final_obs"]`, so no transition crosses a reset.
     """

@@ -59,14 +59,14 @@ def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts:
     L = b.obs.shape[1]
     total = torch.zeros((), device=b.obs.device)
     for s in torch.randint(0, L - k + 1, (n_starts,)).tolist():
-        h, x = e.h[:, s], b.obs[:, s]  # (B, hidden), (B, obs_dim)
+        h_proj, x = model.fh(e.h[:, s]), b.obs[:, s]  # (B, width), (B, obs_dim)
         for j in range(k):
-            x = model.next_obs(x, model.features(x, b.actions[:, s + j], h) @ model.W0)
+            x = model.step(x, b.actions[:, s + j], h_proj, model.W0)[0]
             total = total + (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
     return total / (n_starts * k)
 
 
-def adapt_gradient(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor, steps: int) -> torch.Tensor:
+def gradient_head(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor, steps: int) -> torch.Tensor:
     """k explicit gradient steps on the head from W0 over a context (B, m, D), (B, m, P) -> W (B, D, P).
 
     The gradient of a linear head is closed-form, so this is exact second-order MAML for free.
@@ -80,10 +80,13 @@ def adapt_gradient(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor,
 
 
 def gradient_loss(model: DynamicsModel, e: Encoded, window: int, steps: int) -> torch.Tensor:
-    """Adapt W on a context of m <= window transitions, score on the transitions after it."""
+    """Adapt W on a context of m <= window transitions, score on the transitions after it.
+
+    The runtime's `gradient` mode adapts on its last `window` transitions: the contexts seen here.
+    """
     L = e.phi.shape[1]
     m = int(torch.randint(1, min(window, L - 1) + 1, ()).item())
-    W = adapt_gradient(model, e.phi[:, :m], e.y[:, :m], steps)
+    W = gradient_head(model, e.phi[:, :m], e.y[:, :m], steps)
     return ((e.phi[:, m:] @ W - e.y[:, m:]) ** 2).mean()
 
 
@@ -133,6 +136,8 @@ def student_t_nll(err: torch.Tensor, scale2: torch.Tensor, nu: float) -> torch.T
 
 def bayes_loss(model: DynamicsModel, e: Encoded, window: int, noise_prior: float = 0.0) -> torch.Tensor:
     """Held-out NLL after a posterior update on m <= window context transitions.
+
+    The runtime's `bayes` mode recomputes this posterior from its last `window` transitions.
 
     noise_prior a0 > 0: the noise scale is learned from the context too (Student-t predictive with
     2a dof); a0 = 0: known noise variance (Gaussian predictive).

@@ -131,6 +131,13 @@ class DynamicsModel(nn.Module):
     def reward(self, head_out) -> torch.Tensor:
         return head_out[..., self.args.obs_dim] * self.reward_std[0] + self.reward_mean[0]
 
+    def step(self, x, a, h_proj, W) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One open-loop model step (the one place it is written): x (B,O), a (B,A), h_proj = fh(h) (B or 1, width),
+        W (D,P) -> next x (B,O), phi (B,D), head output (B,P)."""
+        phi = self.features_from_projection(x, a, h_proj)
+        out = phi @ W
+        return self.next_obs(x, out), phi, out
+
     def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
                       uncertainty_weight) -> tuple[torch.Tensor, torch.Tensor]:
         """Roll N action sequences open-loop and cost them (DESIGN §3): the exported `rollout` graph.
@@ -145,9 +152,7 @@ class DynamicsModel(nn.Module):
         states = []
         for t in range(horizon):
             a = actions[:, t]  # (N, A)
-            phi = self.features_from_projection(x, a, h_proj)  # (N, D)
-            out = phi @ W  # (N, P)
-            x = self.next_obs(x, out)
+            x, phi, out = self.step(x, a, h_proj, W)  # (N, O), (N, D), (N, P)
             state_cost = ((x - target[t]) ** 2 * q).sum(-1)
             if t == horizon - 1:
                 state_cost = state_cost * terminal_weight

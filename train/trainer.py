@@ -19,6 +19,7 @@ from tqdm.auto import trange
 
 from . import distributed as dist
 from . import losses as L
+from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
@@ -79,7 +80,7 @@ def validation_errors(model: DynamicsModel, batch: L.Batch, context: int, cfg: T
         out["none"] = err(phi0 @ model.W0, context)
         if cfg.gradient_weight > 0:
             lo = max(0, context - cfg.window)
-            W = L.adapt_gradient(model, e.phi[:, lo:context], e.y[:, lo:context], cfg.gradient_steps)
+            W = L.gradient_head(model, e.phi[:, lo:context], e.y[:, lo:context], cfg.gradient_steps)
             out["gradient"] = err(e.phi @ W, context)
         if cfg.bayes_weight > 0:
             W, _ = L.bayes_posterior(model, e.phi[:, :context], e.y[:, :context])
@@ -252,10 +253,12 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
 
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
+    facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
+             "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
     for k in range(cfg.mpc_rounds):
         # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))
-        new = collect_mpc(model, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
+        new = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
                           first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress) \
             if dist.is_main() else None
         new = dist.broadcast_from_main(new)
@@ -265,15 +268,13 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
                                        device, rng, f"meta-train (MPC round {k + 1})", writer)
     if main:
         segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
-    meta = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
-            "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
     if main:
-        torch.save({**model.cpu().checkpoint(), **meta}, out / "model.pt")
+        Checkpoint.of(model, **facts).save(out / "model.pt")
     if cfg.oracle:
         oracle = build_model(cfg, obs_dim, action_dim, stats, n_task_params=len(family.param_names), device=device)
         histories["oracle"] = fit(oracle, segs, train_idx, val_idx, cfg, device, rng, "oracle", writer)
         if main:
-            torch.save({**oracle.cpu().checkpoint(), **meta}, out / "oracle.pt")
+            Checkpoint.of(oracle, **facts).save(out / "oracle.pt")
     if not main:
         return out
     if writer is not None:

@@ -1,0 +1,262 @@
+"""The artifact contract (DESIGN §4) as typed records: `Manifest` (manifest.json) and `Params` (params.npz).
+
+An artifact is a directory holding `manifest.json`, ONNX graphs and `params.npz`. The manifest records
+the sha256 of every file; `Manifest.load` refuses an artifact whose files do not match. Every value is
+stored once: settings (scalars) in the manifest, learned arrays in `params.npz`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "mbmrl-artifact"
+FORMAT_VERSION = 2
+MODES = ("none", "recurrent", "gradient", "bayes", "oracle")
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, malformed, or does not match its manifest."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _f32(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Statistics that map raw units to the model's normalized units (travel with the model)."""
+
+    obs_mean: np.ndarray  # (obs_dim,)
+    obs_std: np.ndarray  # (obs_dim,)
+    delta_mean: np.ndarray  # (obs_dim,)
+    delta_std: np.ndarray  # (obs_dim,)
+    reward_mean: float
+    reward_std: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        """From the manifest's JSON object."""
+        return cls(_f32(d["obs_mean"]), _f32(d["obs_std"]), _f32(d["delta_mean"]), _f32(d["delta_std"]),
+                   float(d["reward_mean"]), float(d["reward_std"]))
+
+    def to_dict(self) -> dict:
+        """As a JSON object."""
+        return {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist(),
+                "delta_mean": self.delta_mean.tolist(), "delta_std": self.delta_std.tolist(),
+                "reward_mean": self.reward_mean, "reward_std": self.reward_std}
+
+    def normalize_target(self, delta: np.ndarray, reward: np.ndarray) -> np.ndarray:
+        """(B, obs_dim), (B,) raw -> (B, obs_dim + 1) normalized head targets (`DynamicsModel.targets`)."""
+        d = (delta - self.delta_mean) / self.delta_std
+        r = (reward - self.reward_mean) / self.reward_std
+        return np.concatenate([d, r[:, None]], axis=1).astype(np.float32)
+
+    def next_obs(self, obs: np.ndarray, head_out: np.ndarray) -> np.ndarray:
+        """Raw next observation from normalized head output (`DynamicsModel.next_obs`). (B, O), (B, P) -> (B, O)."""
+        d = head_out[:, : len(self.delta_std)] * self.delta_std + self.delta_mean
+        return (obs + d).astype(np.float32)
+
+    def reward(self, head_out: np.ndarray) -> np.ndarray:
+        """Raw reward from normalized head output. (B, P) -> (B,)."""
+        return head_out[:, len(self.delta_std)] * self.reward_std + self.reward_mean
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """Run-time settings of one adaptation mode (learned arrays such as step sizes live in `Params`)."""
+
+    steps: int | None = None
+    """gradient: inner gradient steps on the head."""
+    window: int | None = None
+    """gradient, bayes: the most recent transitions the head adapts on (training samples contexts <= window)."""
+    noise_prior: float | None = None
+    """bayes: prior weight a0 of the online noise scale (0: noise variance known)."""
+
+    def to_dict(self) -> dict:
+        """The settings that are set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph: its file, input and output names, and (rollouts) its fixed horizon."""
+
+    file: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    horizon: int | None = None
+
+
+@dataclass(frozen=True)
+class OracleSpec:
+    """Oracle models: h is the true task parameters, normalized."""
+
+    param_names: tuple[str, ...]
+    param_mean: tuple[float, ...]
+    param_std: tuple[float, ...]
+
+    def belief(self, task_params: dict | None) -> np.ndarray:
+        """Normalized parameters as the belief h (hidden,); a ValueError names what is missing."""
+        names = list(self.param_names)
+        if not task_params or set(task_params) != set(names):
+            raise ValueError(f"mode 'oracle' needs task_params with exactly {names}")
+        p = np.array([float(task_params[n]) for n in names], dtype=np.float32)
+        if not np.isfinite(p).all():
+            raise ValueError("task_params must be finite")
+        return ((p - np.asarray(self.param_mean)) / np.asarray(self.param_std)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: everything a runtime needs to know about an artifact besides the arrays."""
+
+    family: str
+    obs_dim: int
+    action_dim: int
+    hidden_size: int
+    feature_dim: int
+    output_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    normalization: Normalization
+    modes: dict[str, ModeSpec]
+    default_mode: str
+    default_cost: dict
+    default_planner: dict
+    obs_names: tuple[str, ...] = ()
+    action_names: tuple[str, ...] = ()
+    description: str = ""
+    gaussian_head: bool = False
+    oracle: OracleSpec | None = None
+    graphs: dict[str, GraphSpec] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)
+    params_file: str = "params.npz"
+    torch_checkpoint: str | None = None
+    provenance: dict = field(default_factory=dict)
+    parity: dict | None = None
+
+    @property
+    def horizons(self) -> list[int]:
+        """Exported rollout horizons."""
+        return sorted(int(g.horizon) for g in self.graphs.values() if g.horizon is not None)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        """The manifest.json object."""
+        d: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "normalization":
+                v = v.to_dict()
+            elif f.name == "modes":
+                v = {k: s.to_dict() for k, s in v.items()}
+            elif f.name == "graphs":
+                v = {k: {kk: vv for kk, vv in dataclasses.asdict(g).items() if vv is not None} for k, g in v.items()}
+            elif dataclasses.is_dataclass(v):
+                v = dataclasses.asdict(v)  # type: ignore[arg-type]
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest") -> Manifest:
+        """Parse manifest.json; an older or foreign format is refused with what to do."""
+        if d.get("format") != FORMAT:
+            raise ArtifactError(f"{where}: format is {d.get('format')!r}, expected {FORMAT!r}")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{where}: format_version {d.get('format_version')} is not supported (this runtime reads version "
+                f"{FORMAT_VERSION}); re-export the run with this mbmrl: `mbmrl export RUN --out ARTIFACT`")
+        try:
+            kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+            kw["normalization"] = Normalization.from_dict(d["normalization"])
+            kw["modes"] = {k: ModeSpec(**v) for k, v in d["modes"].items()}
+            kw["graphs"] = {k: GraphSpec(g["file"], tuple(g["inputs"]), tuple(g["outputs"]), g.get("horizon"))
+                            for k, g in d.get("graphs", {}).items()}
+            if d.get("oracle"):
+                o = d["oracle"]
+                kw["oracle"] = OracleSpec(tuple(o["param_names"]), tuple(o["param_mean"]), tuple(o["param_std"]))
+            for name in ("action_low", "action_high", "obs_names", "action_names"):
+                if name in kw:
+                    kw[name] = tuple(kw[name])
+            manifest = cls(**kw)
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"{where}: malformed manifest ({e!r}); re-export the run with `mbmrl export`") from e
+        unknown = set(manifest.modes) - set(MODES)
+        if unknown:
+            raise ArtifactError(f"{where}: unknown adaptation modes {sorted(unknown)}; known: {list(MODES)}")
+        return manifest
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def load(cls, artifact: str | Path, verify: bool = True) -> Manifest:
+        """Read `manifest.json` and (by default) check every listed file's sha256."""
+        root = Path(artifact)
+        path = root / "manifest.json"
+        if not path.is_file():
+            raise ArtifactError(f"{root} is not an mbmrl artifact: no manifest.json (create one with `mbmrl export`)")
+        try:
+            manifest = cls.from_dict(json.loads(path.read_text()), where=str(path))
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path} is not valid JSON: {e}") from e
+        if verify:
+            for name, entry in manifest.files.items():
+                file = root / name
+                if not file.is_file():
+                    raise ArtifactError(f"artifact file {file} listed in the manifest is missing")
+                actual = sha256_file(file)
+                if actual != entry["sha256"]:
+                    raise ArtifactError(
+                        f"sha256 mismatch for {file}: manifest says {entry['sha256'][:12]}…, file is "
+                        f"{actual[:12]}…. The artifact was modified or corrupted; re-export it.")
+        return manifest
+
+    def write(self, artifact: str | Path) -> Manifest:
+        """Hash every file in `files`, write `manifest.json`; returns the manifest with the hashes."""
+        root = Path(artifact)
+        files = {name: {"sha256": sha256_file(root / name), "bytes": (root / name).stat().st_size}
+                 for name in self.files}
+        written = dataclasses.replace(self, files=files)
+        (root / "manifest.json").write_text(json.dumps(written.to_dict(), indent=2))
+        return written
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.npz: the learned arrays the runtime adapts from (prior belief, prior head, mode parameters)."""
+
+    h0: np.ndarray  # (hidden,)
+    W0: np.ndarray  # (D, P)
+    step_size: np.ndarray | None = None  # (P,) gradient mode's meta-learned inner step size
+    P0: np.ndarray | None = None  # (D, D) bayes prior covariance factor Lambda0^-1
+    noise_var: np.ndarray | None = None  # (P,) bayes noise variance (normalized units)
+    V: np.ndarray | None = None  # (D, P) Gaussian head: log-variance = clip(phi @ V, -12, 6)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Params:
+        """Read params.npz (float32)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        with np.load(path) as npz:
+            unknown = set(npz.files) - names
+            if unknown:
+                raise ArtifactError(f"{path}: unknown arrays {sorted(unknown)}; re-export the run with `mbmrl export`")
+            return cls(**{k: npz[k].astype(np.float32) for k in npz.files})
+
+    def save(self, path: str | Path) -> None:
+        """Write params.npz (the arrays that are set)."""
+        np.savez(path, **{k: v for k, v in dataclasses.asdict(self).items() if v is not None})

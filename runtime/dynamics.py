@@ -1,0 +1,86 @@
+"""The `Dynamics` protocol: the three pure graphs a `Session` needs, on any engine.
+
+`mbmrl.runtime.onnx_dynamics.OnnxDynamics` runs the exported ONNX graphs; `mbmrl.train.torch_dynamics`
+runs the torch model they were exported from. Both take and return numpy arrays, so one `Session`
+(adaptation + planning) drives either. `CostTerms` is the cost part of the rollout's inputs, built here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .cost import Cost
+
+# the rollout graph's inputs, in order (export names its ONNX inputs with this)
+ROLLOUT_INPUTS = ("obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight", "w_cov",
+                  "uncertainty_weight")
+
+
+@dataclass(frozen=True)
+class CostTerms:
+    """The rollout's cost inputs for one horizon, as float32 arrays (DESIGN §3)."""
+
+    target: np.ndarray  # (H, obs_dim)
+    q: np.ndarray  # (obs_dim,)
+    r: np.ndarray  # (act_dim,)
+    terminal_weight: np.ndarray  # (1,)
+    reward_weight: np.ndarray  # (1,)
+    w_cov: np.ndarray  # (D, D) risk weight: phi^T w_cov phi (zeros: no risk term)
+    uncertainty_weight: np.ndarray  # (1,)
+
+    @classmethod
+    def build(cls, cost: Cost, horizon: int, feature_dim: int, w_cov: np.ndarray | None = None,
+              start: int = 0) -> CostTerms:
+        """Terms of `cost` over `horizon` steps from reference step `start`; `w_cov` None means no risk term."""
+        scalar = lambda v: np.array([v], dtype=np.float32)  # noqa: E731
+        return cls(
+            target=cost.target_for(horizon, start), q=cost.q.astype(np.float32), r=cost.r.astype(np.float32),
+            terminal_weight=scalar(cost.terminal_weight), reward_weight=scalar(cost.reward_weight),
+            w_cov=(np.zeros((feature_dim, feature_dim), np.float32) if w_cov is None
+                   else np.asarray(w_cov, dtype=np.float32)),
+            uncertainty_weight=scalar(cost.uncertainty_weight),
+        )
+
+    @property
+    def horizon(self) -> int:
+        """Steps these terms cover."""
+        return int(self.target.shape[0])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """In `ROLLOUT_INPUTS` order (after obs, h, W, actions)."""
+        return (self.target, self.q, self.r, self.terminal_weight, self.reward_weight, self.w_cov,
+                self.uncertainty_weight)
+
+
+def rollout_feeds(obs: np.ndarray, h: np.ndarray, W: np.ndarray, actions: np.ndarray,
+                  terms: CostTerms) -> dict[str, np.ndarray]:
+    """The rollout graph's eleven named inputs: obs (O,), h (hidden,), W (D, P), actions (N, H, A)."""
+    head = (obs.reshape(1, -1).astype(np.float32), h.reshape(1, -1).astype(np.float32), W.astype(np.float32),
+            actions.astype(np.float32))
+    return dict(zip(ROLLOUT_INPUTS, head + terms.arrays(), strict=True))
+
+
+class Dynamics(Protocol):
+    """Pure graphs over numpy arrays; state (h, W) goes in and comes out."""
+
+    horizons: list[int] | None
+    """Rollout horizons this engine can run (None: any)."""
+
+    def features(self, obs: np.ndarray, action: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """phi(obs, action, h): (B, O), (B, A), (B, hidden) -> (B, D)."""
+        ...
+
+    def encoder_step(self, h: np.ndarray, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
+                     reward: np.ndarray) -> np.ndarray:
+        """Fold transitions into beliefs: (B, hidden), (B, O), (B, A), (B, O), (B, 1) -> (B, hidden)."""
+        ...
+
+    def rollout(self, obs: np.ndarray, h: np.ndarray, W: np.ndarray, actions: np.ndarray,
+                terms: CostTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Roll N action sequences and cost them: obs (O,), h (hidden,), W (D, P), actions (N, H, A)
+        -> costs (N,), states (N, H, O)."""
+        ...

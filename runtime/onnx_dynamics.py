@@ -1,0 +1,60 @@
+"""`OnnxDynamics`: the exported graphs under ONNX Runtime (the engine on the device)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .artifact import ArtifactError, Manifest
+from .dynamics import CostTerms, rollout_feeds
+
+
+def make_session_options(threads: int = 1) -> ort.SessionOptions:
+    """ORT options for duty-cycled control loops: few threads, no spinning after each run."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class OnnxDynamics:
+    """`Dynamics` over an artifact's ONNX graphs (numpy in, numpy out)."""
+
+    def __init__(self, root: str | Path, manifest: Manifest, threads: int = 1):
+        opts = make_session_options(threads)
+        load = lambda g: ort.InferenceSession(str(Path(root) / g.file), opts,  # noqa: E731
+                                              providers=["CPUExecutionProvider"])
+        graphs = manifest.graphs
+        if "features" not in graphs:
+            raise ArtifactError(f"{root}: the manifest lists no features graph")
+        self._features = load(graphs["features"])
+        self._encoder = load(graphs["encoder_step"]) if "encoder_step" in graphs else None
+        self._rollouts = {int(g.horizon): load(g) for g in graphs.values() if g.horizon is not None}
+        if not self._rollouts:
+            raise ArtifactError(f"{root}: the manifest lists no rollout graph")
+        self.horizons: list[int] | None = sorted(self._rollouts)
+
+    def features(self, obs: np.ndarray, action: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """phi(obs, action, h): (B, O), (B, A), (B, hidden) -> (B, D)."""
+        return self._features.run(None, {"obs": obs, "action": action, "h": h})[0]
+
+    def encoder_step(self, h, obs, action, next_obs, reward) -> np.ndarray:
+        """Fold a batch of transitions into beliefs: (B, hidden) -> (B, hidden)."""
+        if self._encoder is None:
+            raise ArtifactError("this artifact has no encoder (an oracle model adapts from task_params only)")
+        return self._encoder.run(None, {"h": h, "obs": obs, "action": action, "next_obs": next_obs,
+                                        "reward": reward})[0]
+
+    def rollout(self, obs, h, W, actions, terms: CostTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Roll N action sequences and cost them in one ONNX call: -> costs (N,), states (N, H, O)."""
+        sess = self._rollouts.get(actions.shape[1])
+        if sess is None:
+            raise ValueError(f"planner.horizon={actions.shape[1]} was not exported; this artifact has {self.horizons}")
+        costs, states = sess.run(None, rollout_feeds(obs, h, W, actions, terms))
+        return costs, states

@@ -1,0 +1,17 @@
+"""Plain records shared by the in-process `Session` and the HTTP client (numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ActResult:
+    """What `act` returns: the action to apply now and the plan behind it."""
+
+    action: np.ndarray  # (act_dim,)
+    plan: np.ndarray  # (H, act_dim)
+    predicted_obs: np.ndarray  # (H, obs_dim)
+    expected_cost: float

@@ -1,0 +1,58 @@
+"""`mbmrl eval ARTIFACT`: evaluate an artifact in-process, write eval.json, plots and (optionally) results.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+from mbmrl.runtime.loader import load
+from mbmrl.runtime.model import Runtime
+from mbmrl.runtime.session import Session
+
+from ..families import get_family
+from .evaluate import evaluate
+from .protocol import EvalConfig
+from .report import markdown_tables, plot_curves
+
+
+def available_modes(requested: str, rt: Runtime, oracle_rt: Runtime | None) -> list[str]:
+    """Requested modes this artifact offers (oracle only when ARTIFACT/oracle exists)."""
+    offered = set(rt.modes) | (set(oracle_rt.modes) if oracle_rt is not None else set())
+    return [m for m in (x.strip() for x in requested.split(",")) if m in offered]
+
+
+def evaluate_artifact(cfg: EvalConfig) -> dict:
+    """Prediction curves and MPC returns for every mode on every test task; returns eval.json's content."""
+    t0 = time.time()
+    rt = load(cfg.artifact, threads=cfg.threads)
+    oracle_dir = Path(cfg.artifact) / "oracle"
+    oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
+    family = get_family(cfg.family or rt.manifest.family)
+    modes = available_modes(cfg.modes, rt, oracle_rt)
+    splits = list(family.test_splits) if cfg.split == "test" else [cfg.split]
+    tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt) for m in modes}
+    protocol = cfg.protocol(family.episode_steps)
+    result = evaluate(protocol, family, tasks, modes, lambda: backends, rt.norm.delta_std,
+                      prediction_controller=partial(Session, rt) if cfg.prediction_data == "mpc" else None,
+                      workers=cfg.workers, progress=cfg.progress)
+    return {**result.to_json(), "split": cfg.split, "artifact": str(cfg.artifact), "config": dataclasses.asdict(cfg),
+            "wall_seconds": time.time() - t0}
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """`mbmrl eval`: evaluate, write eval.json + plots (+ results.md), print the tables."""
+    result = evaluate_artifact(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_curves(result, out)
+    md = markdown_tables(result)
+    if cfg.markdown:
+        (out / "results.md").write_text(md)
+    print(md)
+    print(f"wrote {out}/eval.json, adaptation_curve.png, returns.png in {result['wall_seconds']:.0f} s")
+    return result
