@@ -36,6 +36,7 @@ straight from this repository's `runtime/` directory, without the CLI package or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -63,8 +64,8 @@ ACT_TOL = 1e-3  # the first act call of each session
 def import_runtime() -> types.ModuleType:
     """`mbmrl.runtime`, installed or not.
 
-    Without an installed `mbmrl`, register an empty `mbmrl` package (so the CLI in `cli/`, which
-    is `mbmrl` when installed, is never imported) and load `mbmrl.runtime` from `REPO/runtime`.
+    Without an installed `mbmrl`, register an empty `mbmrl` namespace package and load `mbmrl.runtime`
+    from `REPO/runtime`.
     Its relative imports (`.model`, `.session`, later `.server`) then resolve inside that directory.
     """
     try:
@@ -113,7 +114,7 @@ def make_inputs(rt, seed: int = SEED) -> dict[str, np.ndarray]:
         return (n.reward_mean + n.reward_std * rng.standard_normal(k)).astype(f32)
 
     def hidden(k):
-        return (rt.h0 + 0.3 * rng.standard_normal((k, rt.hidden_size))).astype(f32)
+        return (rt.h0 + 0.3 * rng.standard_normal((k, rt.manifest.hidden_size))).astype(f32)
 
     x = {}
     x["enc/h"], x["enc/obs"], x["enc/action"] = hidden(N_BATCH), obs(N_BATCH), act(N_BATCH)
@@ -133,10 +134,10 @@ def transitions(x: dict[str, np.ndarray]):
 
 def task_params_for(rt) -> dict | None:
     """Oracle mode's task parameters: half a std above the mean of each (None without an oracle)."""
-    spec = rt.manifest.get("oracle")
-    if not spec:
+    spec = rt.manifest.oracle
+    if spec is None:
         return None
-    stats = zip(spec["param_names"], spec["param_mean"], spec["param_std"], strict=True)
+    stats = zip(spec.param_names, spec.param_mean, spec.param_std, strict=True)
     return {k: float(m + 0.5 * s) for k, m, s in stats}
 
 
@@ -149,21 +150,23 @@ def compute(rt, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out["exact:rng/mpc_noise"] = np.random.default_rng(SEED).standard_normal(
         (planner.samples, planner.horizon, rt.action_dim), dtype=np.float32
     )
-    if "encoder_step" in rt.manifest["graphs"]:
-        out["graph:encoder_step"] = rt.encoder_step(
+    dyn = rt.dynamics
+    if "encoder_step" in rt.manifest.graphs:
+        out["graph:encoder_step"] = dyn.encoder_step(
             x["enc/h"], x["enc/obs"], x["enc/action"], x["enc/next_obs"], x["enc/reward"]
         )
-    out["graph:features"] = rt.features(x["feat/obs"], x["feat/action"], x["feat/h"])
-    costs, states = rt.rollout(x["roll/obs"], rt.h0, rt.W0, x["roll/actions"], rt.default_cost)
+    out["graph:features"] = dyn.features(x["feat/obs"], x["feat/action"], x["feat/h"])
+    terms = runtime.CostTerms.build(rt.default_cost, rt.horizons[0], rt.feature_dim)
+    costs, states = dyn.rollout(x["roll/obs"], rt.h0, rt.W0, x["roll/actions"], terms)
     out["graph:rollout/costs"], out["graph:rollout/states"] = costs, states
 
     for mode in sorted(rt.modes):
-        s = rt.new_session(mode, seed=SEED, task_params=task_params_for(rt) if mode == "oracle" else None)
+        s = runtime.Session(rt, mode, seed=SEED, task_params=task_params_for(rt))
         surprise = [s.observe(o, a, no, float(r)) for o, a, no, r in transitions(x)]
         out[f"graph:{mode}/surprise"] = np.array(surprise)
         out[f"graph:{mode}/h"], out[f"graph:{mode}/W"] = np.array(s.h), np.array(s.W)
-        if mode == "bayes":
-            out["graph:bayes/P"] = np.array(s.P)
+        for name, value in dataclasses.asdict(s.state).items():  # the mode's head state (window, posterior)
+            out[f"graph:{mode}/state.{name}"] = np.asarray(value)
         pred, var = s.predict(x["sess/act_obs"][0], x["sess/predict_actions"])
         out[f"graph:{mode}/predict_obs"] = pred
         if var is not None:
@@ -269,9 +272,7 @@ def server_check(rt, x: dict[str, np.ndarray], ref: dict[str, np.ndarray],
     if f"graph:{mode}/h" not in ref:
         print(f"server: skipped (the reference has no {mode!r} session to compare with)")
         return None
-    create: dict = {"mode": mode, "seed": SEED}
-    if mode == "oracle":
-        create["task_params"] = task_params_for(rt)
+    create: dict = {"mode": mode, "seed": SEED, "task_params": task_params_for(rt)}  # only an oracle reads them
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -334,7 +335,7 @@ def server_check(rt, x: dict[str, np.ndarray], ref: dict[str, np.ndarray],
 
 # ------------------------------------------------------------------------------------------ commands
 def record(artifact: str, out_path: str) -> int:
-    rt = runtime.Runtime(artifact)
+    rt = runtime.load(artifact)
     x = make_inputs(rt)
     out = compute(rt, x)
     meta = {"platform": platform_info(), "artifact": str(artifact), "manifest_sha256": manifest_sha(artifact),
@@ -347,7 +348,7 @@ def record(artifact: str, out_path: str) -> int:
 
 def check(artifact: str, ref_path: str, server: bool = False, responses: str | None = None) -> int:
     meta, x, ref = split_npz(ref_path)
-    rt = runtime.Runtime(artifact)
+    rt = runtime.load(artifact)
     here = platform_info()
     print(f"reference : {json.dumps(meta['platform'])}")
     print(f"this host : {json.dumps(here)}")

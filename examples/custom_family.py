@@ -43,10 +43,12 @@ def mountain_car_family() -> TaskFamily:
 
 
 def main() -> None:
-    from mbmrl.export.onnx_export import ExportConfig, export_run
-    from mbmrl.local_server import local_server
+    from mbmrl.export.config import ExportConfig
+    from mbmrl.export.onnx_export import export_run
     from mbmrl.runtime.client import Client
+    from mbmrl.runtime.local_server import local_server
     from mbmrl.train.config import TrainConfig
+    from mbmrl.train.episode import run_episode
     from mbmrl.train.trainer import train
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,17 +63,11 @@ def main() -> None:
         session = Client(url).new_session(mode="recurrent", seed=0)
         for split, params in family.test_tasks():
             env = family.make_env(params, "default")
-            obs, _ = env.reset(seed=0)
-            total = 0.0
-            for _ in range(family.episode_steps):
-                action = session.act(obs).action
-                nxt, r, term, trunc, _ = env.step(action)
-                session.observe(obs, action, nxt, float(r))
-                total, obs = total + float(r), nxt
-                if term or trunc:
-                    break
+            ep = run_episode(env, lambda obs: session.act(obs).action, family.episode_steps, seed=0,
+                             observe=session.observe)  # the session adapts online as it flies
             session.reset()
-            print(f"{split:>6} power={params['power']:.4f}: return {total:7.1f}, final position {obs[0]:+.2f}")
+            print(f"{split:>6} power={params['power']:.4f}: return {ep.total_reward:7.1f}, "
+                  f"final position {ep.next_obs[-1, 0]:+.2f}")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mbmrl.evaluation import eval_episodes
 from mbmrl.train import losses as L
 from mbmrl.train.config import TrainConfig
 from mbmrl.train.data import Segments
+from mbmrl.train.evaluation.evaluate import eval_episodes
 from mbmrl.train.families import get_family
 from mbmrl.train.model import DynamicsModel
 from mbmrl.train.trainer import build_model, normalization_stats

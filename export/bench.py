@@ -96,7 +96,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         rows.append(row)
     print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  "
           f"numpy fp32 GEMM 512x512 {gemm:.1f} GFLOP/s (BLAS default threads)")
-    print(f"{'measurement (Session)':<24}{'runtime (ORT) ms':>18}{'PyTorch eager ms':>18}{'speed-up':>10}{'GFLOP/s':>10}")
+    print(f"{'measurement (Session)':<24}{'runtime (ORT) ms':>18}{'PyTorch eager ms':>18}{'speed-up':>10}"
+          f"{'GFLOP/s':>10}")
     for r in rows:
         t = r.get("torch_ms")
         torch_col = f"{t:.3f}" if t else "-"

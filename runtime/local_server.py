@@ -21,7 +21,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(artifact: str | Path, *extra: str, timeout: float = 60.0) -> Iterator[str]:
-    """Start `mbmrl serve ARTIFACT` (as `python -m mbmrl.runtime.serve`) on 127.0.0.1; yields its base URL; stops it on exit."""
+    """Start `mbmrl serve ARTIFACT` (as `python -m mbmrl.runtime.serve`) on 127.0.0.1; yields its base URL;
+    stops it on exit."""
     port = free_port()
     cmd = [sys.executable, "-m", "mbmrl.runtime.serve", str(artifact), "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

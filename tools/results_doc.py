@@ -13,8 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from mbmrl.evaluation import markdown_tables
 from mbmrl.train.config import TrainConfig
+from mbmrl.train.evaluation.report import markdown_tables
 
 # Lee et al., "Context-aware Dynamics Model for Generalization in Model-Based RL", ICML 2020, Table 1
 # (average return on the *moderate* test range). Pendulum: vanilla model and +CaDM only.

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from mbmrl.runtime.artifact import Manifest, ModeSpec, Normalization, OracleSpec, Params
 
@@ -64,9 +63,10 @@ def mode_specs(model: DynamicsModel, train_cfg: dict) -> dict[str, ModeSpec]:
 def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizon: int = 15) -> Manifest:
     """The manifest of `model` without graphs and files (export adds those): dims, bounds, modes, defaults."""
     fam, buf = ckpt.family_info, (lambda n: getattr(model, n).detach().cpu().tolist())
-    norm = Normalization.from_dict({"obs_mean": buf("obs_mean"), "obs_std": buf("obs_std"),
-                                    "delta_mean": buf("delta_mean"), "delta_std": buf("delta_std"),
-                                    "reward_mean": float(model.reward_mean[0]), "reward_std": float(model.reward_std[0])})
+    norm = Normalization.from_dict({
+        "obs_mean": buf("obs_mean"), "obs_std": buf("obs_std"), "delta_mean": buf("delta_mean"),
+        "delta_std": buf("delta_std"), "reward_mean": float(model.reward_mean[0]),
+        "reward_std": float(model.reward_std[0])})
     oracle = OracleSpec(tuple(ckpt.param_names), tuple(buf("param_mean")), tuple(buf("param_std"))) \
         if model.oracle else None
     return Manifest(

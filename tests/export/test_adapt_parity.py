@@ -1,10 +1,15 @@
-"""The runtime's numpy head adaptation equals what meta-training differentiates through (torch)."""
+"""Every runtime mode (numpy) equals its torch twin in meta-training, on the same context: one loop over modes."""
 
 import numpy as np
+import pytest
 import torch
-from mbmrl.runtime.adapt import head_gradient_steps, nig_update, noise_factor, predictive_variance, rls_update
+from mbmrl.runtime.artifact import Manifest, ModeSpec, Normalization
+from mbmrl.runtime.modes import make_mode
 from mbmrl.train import losses as L
+from mbmrl.train.checkpoint import Checkpoint, params_for
 from mbmrl.train.model import DynamicsModel, ModelArgs
+
+WINDOW, STEPS, A0 = 8, 2, 3.0
 
 
 def _model():
@@ -16,56 +21,65 @@ def _model():
     return m
 
 
+def _modes(m):
+    """The numpy mode objects, built from the torch model's parameters as export builds them."""
+    ckpt = Checkpoint.of(m, family="t", param_names=[], action_low=[-1.0], action_high=[1.0],
+                         config={"gaussian_nll": False}, family_info={})
+    z = [0.0] * 3
+    manifest = Manifest(family="t", obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, output_dim=4,
+                        action_low=(-1.0,), action_high=(1.0,), default_mode="recurrent",
+                        normalization=Normalization.from_dict({"obs_mean": z, "obs_std": z, "delta_mean": z,
+                                                               "delta_std": z, "reward_mean": 0, "reward_std": 1}),
+                        modes={"none": ModeSpec(), "recurrent": ModeSpec(),
+                               "gradient": ModeSpec(steps=STEPS, window=WINDOW),
+                               "bayes": ModeSpec(window=WINDOW, noise_prior=A0)},
+                        default_cost={}, default_planner={})
+    params = params_for(m, ckpt)
+    return {name: make_mode(name, manifest, params) for name in manifest.modes}
+
+
+def _torch_twin(m, name, phi, y):
+    """(W, predictive variance at probe or None) from meta-training's batch formulas over the last WINDOW."""
+    phi, y = phi[:, -WINDOW:], y[:, -WINDOW:]
+    if name in ("none", "recurrent"):
+        return m.W0, None
+    if name == "gradient":
+        return L.gradient_head(m, phi, y, STEPS)[0], None
+    W, cov = L.bayes_posterior(m, phi, y)
+    a, b = L.noise_scale_posterior(m, phi, y, W, A0)
+    return W[0], (cov[0], b[0] / a * (2 * a) / (2 * a - 2))
+
+
+@pytest.mark.parametrize("n", [5, 20])  # inside the window, and well past it
+def test_every_mode_matches_its_torch_twin(n):
+    m = _model()
+    phi, y = torch.randn(1, n, 6), torch.randn(1, n, 4) * 3.0
+    probe = torch.randn(1, 1, 6)
+    for name, mode in _modes(m).items():
+        state = mode.init()
+        for i in range(n):
+            state = mode.fold(state, phi[0, i].numpy(), y[0, i].numpy())
+        W_t, var_t = _torch_twin(m, name, phi, y)
+        np.testing.assert_allclose(mode.head(state), W_t.detach().numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+        var = mode.variance(state, probe[0].numpy())
+        if var_t is None:
+            assert var is None
+        else:  # the runtime's predictive variance is the Student-t variance the training NLL uses
+            cov, factor = var_t
+            _, v = L.bayes_predict(m, probe, torch.zeros(6, 4), cov[None])
+            np.testing.assert_allclose(var[0], (v[0, 0] * factor).detach().numpy(), rtol=1e-3, err_msg=name)
+
+
 def test_gradient_steps_match_torch_autograd():
     m = _model()
     phi, y = torch.randn(1, 12, 6), torch.randn(1, 12, 4)
-    W_loss = L.adapt_gradient(m, phi, y, steps=2)[0]
-    # the same two steps with autograd on L(W) = mean_i ||phi_i W - y_i||^2
+    W_loss = L.gradient_head(m, phi, y, steps=2)[0]
     W = m.W0.detach().clone().requires_grad_(True)
-    for _ in range(2):
+    for _ in range(2):  # the same two steps with autograd on L(W) = mean_i ||phi_i W - y_i||^2
         loss = ((phi[0] @ W - y[0]) ** 2).sum(-1).mean()
         (g,) = torch.autograd.grad(loss, W)
         W = (W - m.step_size().detach() * g).detach().requires_grad_(True)
     np.testing.assert_allclose(W_loss.detach().numpy(), W.detach().numpy(), rtol=1e-5, atol=1e-6)
-    W_np = head_gradient_steps(m.W0.detach().numpy(), phi[0].numpy(), y[0].numpy(),
-                               m.step_size().detach().numpy(), 2)
-    np.testing.assert_allclose(W_np, W.detach().numpy(), rtol=1e-4, atol=1e-5)
-
-
-def test_rls_in_numpy_matches_the_batch_posterior_trained_in_torch():
-    m = _model()
-    phi, y = torch.randn(1, 20, 6, dtype=torch.float32), torch.randn(1, 20, 4)
-    W_t, cov_t = L.bayes_posterior(m, phi, y)
-    W = m.W0.detach().numpy().astype(np.float64)
-    P = np.linalg.inv(m.prior_precision().detach().numpy().astype(np.float64))
-    for i in range(20):
-        W, P = rls_update(W, P, phi[0, i].numpy().astype(np.float64), y[0, i].numpy().astype(np.float64))
-    np.testing.assert_allclose(W, W_t[0].detach().numpy(), rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(P, cov_t[0].detach().numpy(), rtol=1e-3, atol=1e-4)
-
-
-def test_online_noise_scale_matches_the_normal_inverse_gamma_posterior():
-    """Sequential residual updates (runtime) = the batch NIG posterior (training), and its t-variance."""
-    m = _model()
-    phi, y = torch.randn(1, 20, 6), torch.randn(1, 20, 4) * 3.0
-    W_t, cov_t = L.bayes_posterior(m, phi, y)
-    a_t, b_t = L.noise_scale_posterior(m, phi, y, W_t, a0=3.0)
-    noise = m.noise_var().detach().numpy().astype(np.float64)
-    W = m.W0.detach().numpy().astype(np.float64)
-    P = np.linalg.inv(m.prior_precision().detach().numpy().astype(np.float64))
-    a, b = 3.0, np.full(4, 3.0)
-    for i in range(20):
-        p_i, y_i = phi[0, i].numpy().astype(np.float64), y[0, i].numpy().astype(np.float64)
-        W, P, a, b = nig_update(W, P, a, b, p_i, y_i, noise)
-    assert a == a_t == 13.0
-    np.testing.assert_allclose(b, b_t[0].detach().numpy(), rtol=1e-3)
-    assert (b / a > 2.0).all()  # targets 3x noisier than the prior's noise: the scale grows
-    # the runtime's predictive variance is the Student-t variance the training NLL uses
-    x = torch.randn(1, 1, 6)
-    _, var_t = L.bayes_predict(m, x, W_t, cov_t)
-    t_var = (var_t[0, 0] * (b_t[0] / a_t) * (2 * a_t) / (2 * a_t - 2)).detach().numpy()
-    v = predictive_variance(P, x[0].numpy().astype(np.float64), noise, noise_factor(a, b))[0]
-    np.testing.assert_allclose(v, t_var, rtol=1e-3)
 
 
 def test_student_t_nll_matches_torch_distributions():

@@ -6,17 +6,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from mbmrl.export.graphs import EncoderStep, Features, Rollout
-from mbmrl.export.onnx_export import example_inputs
-from mbmrl.runtime import Runtime
-from mbmrl.runtime.manifest import sha256_file
-from mbmrl.train.model import DynamicsModel
+from mbmrl.export.graphs import EncoderStep, Features, Rollout, example_inputs
+from mbmrl.runtime import CostTerms, Session, load
+from mbmrl.runtime.artifact import Params, sha256_file
+from mbmrl.train.checkpoint import Checkpoint
+from mbmrl.train.torch_dynamics import torch_runtime
 
 
 @pytest.fixture(scope="module")
 def model(tiny_artifact):
-    ckpt = torch.load(tiny_artifact / "model.pt", weights_only=False)
-    return DynamicsModel.from_checkpoint(ckpt).eval()
+    return Checkpoint.load(tiny_artifact / "model.pt").model()
 
 
 def test_manifest_lists_every_file_with_its_hash_and_parity(tiny_artifact):
@@ -30,6 +29,11 @@ def test_manifest_lists_every_file_with_its_hash_and_parity(tiny_artifact):
     assert m["obs_dim"] == 3 and m["action_dim"] == 1 and m["default_cost"]["target"] == [1.0, 0.0, 0.0]
     assert m["provenance"]["task_family"] == "pendulum"
     assert set(m["modes"]) == {"none", "recurrent", "gradient", "bayes"}
+    # every value once: settings in the manifest, learned arrays in params.npz
+    assert m["modes"]["gradient"] == {"steps": 2, "window": 32}
+    assert set(m["modes"]["bayes"]) == {"window", "noise_prior"}
+    params = Params.load(tiny_artifact / "params.npz")
+    assert params.step_size.shape == params.noise_var.shape == (4,) and params.V is None
 
 
 def test_every_graph_passes_the_full_onnx_checker(tiny_artifact):
@@ -40,29 +44,30 @@ def test_every_graph_passes_the_full_onnx_checker(tiny_artifact):
 
 @pytest.mark.parametrize("batch", [1, 7])
 def test_torch_and_onnxruntime_agree_at_new_batch_sizes(tiny_artifact, model, batch):
-    rt = Runtime(tiny_artifact)
+    dyn = load(tiny_artifact).dynamics
     ex = example_inputs(model, batch=batch, horizon=15)
     with torch.no_grad():
         h_ref = EncoderStep(model)(*ex["encoder_step"]).numpy()
         phi_ref = Features(model)(*ex["features"]).numpy()
         ex_r = list(ex["rollout"])
         cost_ref, states_ref = (t.numpy() for t in Rollout(model, 15)(*ex_r))
-    np.testing.assert_allclose(rt.encoder_step(*[t.numpy() for t in ex["encoder_step"]]), h_ref, atol=1e-5)
-    np.testing.assert_allclose(rt.features(*[t.numpy() for t in ex["features"]]), phi_ref, atol=1e-5)
-    cost, states = rt._rollouts[15].run(None, {n: t.numpy() for n, t in zip(Rollout.input_names, ex_r, strict=True)})
+    np.testing.assert_allclose(dyn.encoder_step(*[t.numpy() for t in ex["encoder_step"]]), h_ref, atol=1e-5)
+    np.testing.assert_allclose(dyn.features(*[t.numpy() for t in ex["features"]]), phi_ref, atol=1e-5)
+    n = [t.numpy() for t in ex_r]
+    cost, states = dyn.rollout(n[0][0], n[1][0], n[2], n[3], CostTerms(*n[4:]))
     np.testing.assert_allclose(states, states_ref, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(cost, cost_ref, atol=1e-3, rtol=1e-4)
 
 
 def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, model):
     """The rollout graph's cost is the contract's cost (quadratic, reward, risk) of the model's own predictions."""
-    rt = Runtime(tiny_artifact)
+    rt = load(tiny_artifact)
     rng = np.random.default_rng(0)
     obs = np.array([0.5, 0.8, -1.0], np.float32)
     acts = rng.uniform(-2, 2, (3, 15, 1)).astype(np.float32)
     c = rt.default_cost.merged({"uncertainty_weight": 0.7}, 3, 1)
     w_cov = 0.2 * np.eye(rt.feature_dim, dtype=np.float32)  # risk term: 0.7 * 0.2 * |phi|^2 per step
-    costs, states = rt.rollout(obs, rt.h0, rt.W0, acts, c, w_cov=w_cov)
+    costs, states = rt.dynamics.rollout(obs, rt.h0, rt.W0, acts, CostTerms.build(c, 15, rt.feature_dim, w_cov))
     with torch.no_grad():
         for n in range(3):
             x, total = torch.as_tensor(obs)[None], 0.0
@@ -77,3 +82,37 @@ def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, m
                 total += float((acts[n, t] ** 2 * c.r).sum()) - c.reward_weight * float(model.reward(out)[0])
                 np.testing.assert_allclose(states[n, t], x[0].numpy(), atol=1e-4)
             assert costs[n] == pytest.approx(total, rel=1e-4, abs=1e-4)
+
+
+def test_the_same_session_on_both_engines_gives_the_same_actions(tiny_artifact, model):
+    """Parity of the whole controller: one `Session` over ONNX Runtime and over torch, same seed and data."""
+    onnx_rt, torch_rt = load(tiny_artifact), torch_runtime(model, Checkpoint.load(tiny_artifact / "model.pt"))
+    assert torch_rt.manifest.modes == onnx_rt.manifest.modes
+    rng = np.random.default_rng(1)
+    for mode in onnx_rt.modes:
+        a, b = Session(onnx_rt, mode, seed=3), Session(torch_rt, mode, seed=3)
+        for _ in range(6):
+            obs = rng.uniform(-1, 1, 3).astype(np.float32)
+            act = rng.uniform(-2, 2, 1).astype(np.float32)
+            nxt = obs + rng.normal(0, 0.1, 3).astype(np.float32)
+            assert a.observe(obs, act, nxt, -1.0) == pytest.approx(b.observe(obs, act, nxt, -1.0), rel=1e-4, abs=1e-6)
+        np.testing.assert_allclose(a.W, b.W, atol=1e-4)
+        for _ in range(3):
+            ra, rb = a.act(obs), b.act(obs)
+            np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
+            np.testing.assert_allclose(ra.predicted_obs, rb.predicted_obs, atol=1e-3)
+
+
+def test_normalization_is_the_same_in_training_and_in_the_runtime(tiny_artifact, model):
+    """Targets and predicted next observations: `Normalization` (numpy) = `DynamicsModel` (torch)."""
+    norm = load(tiny_artifact).norm
+    rng = np.random.default_rng(2)
+    obs, nxt = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32)
+    rew, out = rng.normal(size=5).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)
+    t = torch.as_tensor
+    with torch.no_grad():
+        y = model.targets(t(obs), t(nxt), t(rew)).numpy()
+        np.testing.assert_allclose(norm.normalize_target(nxt - obs, rew), y, rtol=1e-5, atol=1e-5)
+        x = model.next_obs(t(obs), t(out)).numpy()
+        np.testing.assert_allclose(norm.next_obs(obs, out), x, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(norm.reward(out), model.reward(t(out)).numpy(), rtol=1e-6, atol=1e-6)

@@ -20,15 +20,16 @@ def test_gaussian_nll_is_the_squared_error_at_unit_variance_and_trains_the_varia
 
 @pytest.mark.slow
 def test_an_artifact_with_a_gaussian_head_predicts_a_variance(tmp_path):
-    from mbmrl.export.onnx_export import ExportConfig, export_run
-    from mbmrl.runtime import Runtime
+    from mbmrl.export.config import ExportConfig
+    from mbmrl.export.onnx_export import export_run
+    from mbmrl.runtime import Session, load
     from mbmrl.train.config import TrainConfig
     from mbmrl.train.trainer import train
 
     run = train(TrainConfig(out=str(tmp_path / "run"), n_tasks=4, episodes_per_task=1, iters=20, batch_size=8,
                             seq_len=32, hidden_size=8, feature_dim=8, mlp_width=16, gaussian_nll=True,
                             oracle=False, progress=False, tensorboard=False))
-    rt = Runtime(export_run(ExportConfig(run=str(run), out=str(tmp_path / "a"), horizons=(15,))))
-    assert rt.manifest["gaussian_head"] is True and "V" in rt.params
-    pred, var = rt.new_session("recurrent").predict(np.array([-1.0, 0.0, 0.0]), np.zeros((3, 1)))
+    rt = load(export_run(ExportConfig(run=str(run), out=str(tmp_path / "a"), horizons=(15,))))
+    assert rt.manifest.gaussian_head is True and rt.params.V is not None
+    pred, var = Session(rt, "recurrent").predict(np.array([-1.0, 0.0, 0.0]), np.zeros((3, 1)))
     assert var.shape == (3, 3) and (var > 0).all() and np.isfinite(var).all()

@@ -11,11 +11,19 @@ import textwrap
 import time
 import urllib.request
 
+RUNTIME_ONLY = ("torch", "mbmrl.train", "mbmrl.export")
+
+
+def blocker(blocked: tuple[str, ...] = RUNTIME_ONLY) -> str:
+    """Python source that makes importing any of `blocked` (or their submodules) fail."""
+    return BLOCKER.replace("BLOCKED = ()", f"BLOCKED = {blocked!r}")
+
+
 BLOCKER = textwrap.dedent("""
     import sys
 
     class _Blocked:
-        BLOCKED = ("torch", "mbmrl.train", "mbmrl.export")
+        BLOCKED = ()
 
         def find_spec(self, name, path=None, target=None):
             if any(name == b or name.startswith(b + ".") for b in self.BLOCKED):
@@ -26,9 +34,10 @@ BLOCKER = textwrap.dedent("""
 """)
 
 
-def _run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _run_python(code: str, timeout: float = 120, blocked: tuple[str, ...] = RUNTIME_ONLY,
+                ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MBMRL_TOKEN"}
-    argv = [sys.executable, "-c", BLOCKER + textwrap.dedent(code)]
+    argv = [sys.executable, "-c", blocker(blocked) + textwrap.dedent(code)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -69,15 +78,14 @@ def test_runtime_server_and_client_import_and_serve_without_torch(tiny_artifact)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
-def test_mbmrl_serve_cli_without_torch(tiny_artifact):
+def _serve_and_create_a_session(code: str) -> None:
+    """Run `code` (which starts a server on PORT) and check it serves; fails on any import error."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["serve", str(tiny_artifact), "--port", str(port)]
-    code = BLOCKER + f"from mbmrl.main import main; sys.exit(main({argv!r}))"
     env = {k: v for k, v in os.environ.items() if k != "MBMRL_TOKEN"}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code.replace("PORT", str(port))], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -100,3 +108,40 @@ def test_mbmrl_serve_cli_without_torch(tiny_artifact):
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert "ImportError" not in err and "Traceback" not in err, err
+
+
+def test_serve_module_without_torch_train_or_export(tiny_artifact):
+    """`python -m mbmrl.runtime.serve`: what a device with only `mbmrl[serve]` runs."""
+    argv = [str(tiny_artifact), "--port", "PORT"]
+    _serve_and_create_a_session(blocker() + f"from mbmrl.runtime.serve import main; main({argv!r})")
+
+
+def test_mbmrl_serve_console_script_without_torch(tiny_artifact):
+    """`mbmrl serve`: the console script registers every subcommand without importing torch or onnx."""
+    argv = ["serve", str(tiny_artifact), "--port", "PORT"]
+    code = blocker(("torch", "onnx", "onnxscript", "gymnasium")) + \
+        f"from mbmrl.export.cli import main; sys.exit(main({argv!r}))"
+    _serve_and_create_a_session(code)
+
+
+def test_the_robot_side_client_needs_only_the_standard_library_and_numpy(tiny_artifact):
+    """Robot code on another computer: no inference engine, no web framework, no torch."""
+    from mbmrl.runtime.local_server import local_server
+
+    with local_server(tiny_artifact) as url:
+        out = _run_python(f"""
+            import numpy as np
+            from mbmrl.runtime.client import Client
+
+            s = Client({url!r}).new_session(mode="bayes", seed=0, planner={{"samples": 32}})
+            assert s.observe([1, 0, 0], [0.5], [0.99, 0.05, 0.4], -0.1) >= 0
+            r = s.act(np.array([1.0, 0.0, 0.0]))
+            assert r.action.shape == (1,) and r.plan.shape == (15, 1) and np.isfinite(r.expected_cost)
+            pred, var = s.predict([1, 0, 0], r.plan)
+            assert np.allclose(pred, r.predicted_obs, atol=1e-4) and var.shape == (15, 3)
+            s.close()
+            loaded = [m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "fastapi", "torch", "pydantic")]
+            assert not loaded, loaded
+            print("OK")
+        """, blocked=("onnxruntime", "fastapi", "torch", "pydantic", "uvicorn", "starlette"))
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]

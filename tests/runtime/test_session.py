@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from mbmrl.runtime import ArtifactError, Runtime, load_manifest
+from mbmrl.runtime import ArtifactError, Manifest, Session, load
 
 OBS = np.array([-1.0, 0.0, 0.0], np.float32)  # hanging down
 
@@ -18,12 +18,12 @@ def _transition(rng):
 
 @pytest.fixture(scope="module")
 def rt(tiny_artifact):
-    return Runtime(tiny_artifact)
+    return load(tiny_artifact)
 
 
 def test_recurrent_observe_moves_the_belief_and_none_does_not(rt):
     rng = np.random.default_rng(0)
-    rec, none = rt.new_session("recurrent"), rt.new_session("none")
+    rec, none = Session(rt, "recurrent"), Session(rt, "none")
     for _ in range(5):
         o, a, n = _transition(rng)
         s_rec, s_none = rec.observe(o, a, n, -1.0), none.observe(o, a, n, -1.0)
@@ -35,7 +35,7 @@ def test_recurrent_observe_moves_the_belief_and_none_does_not(rt):
 
 
 def test_surprise_is_the_error_of_the_prior_prediction(rt):
-    s = rt.new_session("none")
+    s = Session(rt, "none")
     o, a, _ = _transition(np.random.default_rng(1))
     pred, _ = s.predict(o, a[None])
     assert s.observe(o, a, pred[0], None) == pytest.approx(0.0, abs=1e-8)
@@ -45,7 +45,7 @@ def test_surprise_is_the_error_of_the_prior_prediction(rt):
 
 def test_act_returns_a_bounded_action_and_a_plan_for_every_mode(rt):
     for mode in rt.modes:
-        s = rt.new_session(mode, seed=0)
+        s = Session(rt, mode, seed=0)
         r = s.act(OBS)
         assert r.action.shape == (1,) and rt.action_low[0] <= r.action[0] <= rt.action_high[0]
         assert r.plan.shape == (15, 1) and r.predicted_obs.shape == (15, 3) and np.isfinite(r.expected_cost)
@@ -53,27 +53,27 @@ def test_act_returns_a_bounded_action_and_a_plan_for_every_mode(rt):
 
 
 def test_act_is_reproducible_with_a_seed_and_honours_overrides(rt):
-    a1 = rt.new_session("recurrent", seed=3).act(OBS).action
-    a2 = rt.new_session("recurrent", seed=3).act(OBS).action
+    a1 = Session(rt, "recurrent", seed=3).act(OBS).action
+    a2 = Session(rt, "recurrent", seed=3).act(OBS).action
     np.testing.assert_array_equal(a1, a2)
-    r = rt.new_session("recurrent", seed=0).act(OBS, planner={"horizon": 30, "samples": 64})
+    r = Session(rt, "recurrent", seed=0).act(OBS, planner={"horizon": 30, "samples": 64})
     assert r.plan.shape == (30, 1)
     with pytest.raises(ValueError, match="horizon"):
-        rt.new_session("recurrent").act(OBS, planner={"horizon": 7})
+        Session(rt, "recurrent").act(OBS, planner={"horizon": 7})
 
 
 def test_the_cost_shapes_the_plan(rt):
     # torque is the only action; a huge action cost makes the best plan (near) zero torque
-    s = rt.new_session("none", seed=0, planner={"iterations": 5})
+    s = Session(rt, "none", seed=0, planner={"iterations": 5})
     r = s.act(OBS, cost={"r": [1e6], "q": [0.0, 0.0, 0.0]})
     assert abs(r.action[0]) < 0.5
 
 
 def test_predict_rolls_open_loop_and_bayes_gives_a_variance(rt):
-    s = rt.new_session("recurrent")
+    s = Session(rt, "recurrent")
     pred, var = s.predict(OBS, np.zeros((4, 1)))
     assert pred.shape == (4, 3) and var is None
-    b = rt.new_session("bayes")
+    b = Session(rt, "bayes")
     pred, var = b.predict(OBS, np.zeros((4, 1)))
     assert var.shape == (4, 3) and (var > 0).all()
     rng = np.random.default_rng(2)
@@ -84,7 +84,7 @@ def test_predict_rolls_open_loop_and_bayes_gives_a_variance(rt):
 
 
 def test_gradient_mode_adapts_the_head(rt):
-    s = rt.new_session("gradient")
+    s = Session(rt, "gradient")
     rng = np.random.default_rng(4)
     for _ in range(3):
         s.observe(*_transition(rng), -1.0)
@@ -94,17 +94,17 @@ def test_gradient_mode_adapts_the_head(rt):
 def test_state_dict_round_trip_reproduces_the_next_action(rt):
     rng = np.random.default_rng(5)
     for mode in ("recurrent", "gradient", "bayes"):
-        a = rt.new_session(mode, seed=1)
+        a = Session(rt, mode, seed=1)
         for _ in range(4):
             a.observe(*_transition(rng), -1.0)
         a.act(OBS)
-        b = rt.new_session(mode, seed=99)
+        b = Session(rt, mode, seed=99)
         b.load_state_dict(a.state_dict())
         np.testing.assert_array_equal(a.act(OBS).action, b.act(OBS).action)
 
 
 def test_bad_inputs_raise_value_errors_that_name_the_field(rt):
-    s = rt.new_session("recurrent")
+    s = Session(rt, "recurrent")
     with pytest.raises(ValueError, match="obs must have 3"):
         s.observe([0.0, 1.0], [0.0], [0.0, 1.0, 0.0])
     with pytest.raises(ValueError, match="next_obs must be finite"):
@@ -112,17 +112,17 @@ def test_bad_inputs_raise_value_errors_that_name_the_field(rt):
     with pytest.raises(ValueError, match="actions must have shape"):
         s.predict(OBS, [[0.0, 1.0]])
     with pytest.raises(ValueError, match="mode"):
-        rt.new_session("telepathy")
+        Session(rt, "telepathy")
     with pytest.raises(ValueError, match="cost.q"):
         s.act(OBS, cost={"q": [1.0]})
 
 
 def test_oracle_sessions_need_the_true_parameters(tiny_artifact):
-    ort = Runtime(tiny_artifact / "oracle")
+    ort = load(tiny_artifact / "oracle")
     assert set(ort.modes) == {"oracle"}
     with pytest.raises(ValueError, match="task_params"):
-        ort.new_session("oracle")
-    s = ort.new_session("oracle", task_params={"mass": 1.0, "length": 1.0})
+        Session(ort, "oracle")
+    s = Session(ort, "oracle", task_params={"mass": 1.0, "length": 1.0})
     assert s.act(OBS).action.shape == (1,)
 
 
@@ -132,40 +132,79 @@ def test_a_tampered_artifact_is_refused(tiny_artifact, tmp_path):
     with open(copy / "features.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
-        Runtime(copy)
+        load(copy)
     m = json.loads((copy / "manifest.json").read_text())
-    m["format_version"] = 999
+    m["format_version"] = 1  # written before the typed contract: refused with what to do
     (copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match="format_version"):
-        load_manifest(copy)
+    with pytest.raises(ArtifactError, match="format_version 1 is not supported.*re-export"):
+        Manifest.load(copy)
     with pytest.raises(ArtifactError, match="no manifest"):
-        Runtime(tmp_path)
+        load(tmp_path)
 
 
 def test_the_risk_term_steers_bayes_plans_only_when_asked(rt):
     obs = OBS
-    plain = rt.new_session("bayes", seed=0).act(obs)
-    risky = rt.new_session("bayes", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
+    plain = Session(rt, "bayes", seed=0).act(obs)
+    risky = Session(rt, "bayes", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
     assert risky.expected_cost > plain.expected_cost  # the same model now also pays for its uncertainty
-    rec = rt.new_session("recurrent", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
-    np.testing.assert_array_equal(rec.action, rt.new_session("recurrent", seed=0).act(obs).action)
+    rec = Session(rt, "recurrent", seed=0, cost={"uncertainty_weight": 1e3}).act(obs)
+    np.testing.assert_array_equal(rec.action, Session(rt, "recurrent", seed=0).act(obs).action)
     with pytest.raises(ValueError, match="uncertainty_weight"):
-        rt.new_session("bayes", cost={"uncertainty_weight": -1.0})
+        Session(rt, "bayes", cost={"uncertainty_weight": -1.0})
 
 
 def test_bayes_learns_the_noise_scale_online_and_restores_it(rt):
     """Transitions the model cannot explain widen the predictive interval; the estimate survives a restore."""
-    assert float(rt.params["bayes_noise_a0"]) > 1  # the tiny run trains with the default noise prior
+    assert rt.manifest.modes["bayes"].noise_prior > 1  # the tiny run trains with the default noise prior
     rng = np.random.default_rng(3)
-    calm, wild = rt.new_session("bayes"), rt.new_session("bayes")
+    calm, wild = Session(rt, "bayes"), Session(rt, "bayes")
     for _ in range(12):
         obs, act, nxt = _transition(rng)
         calm.observe(obs, act, nxt, -1.0)
         wild.observe(obs, act, nxt + rng.normal(0, 2.0, 3).astype(np.float32), -1.0)
-    assert (wild.noise_b / wild.noise_a > calm.noise_b / calm.noise_a)[:3].all()
+    assert (wild.adapter.noise(wild.state) > calm.adapter.noise(calm.state))[:3].all()
     _, v_calm = calm.predict(OBS, np.zeros((1, 1)))
     _, v_wild = wild.predict(OBS, np.zeros((1, 1)))
     assert (v_wild > 3 * v_calm).all()
-    restored = rt.new_session("bayes")
+    restored = Session(rt, "bayes")
     restored.load_state_dict(wild.state_dict())
     np.testing.assert_array_equal(restored.predict(OBS, np.zeros((1, 1)))[1], v_wild)
+
+
+def test_act_predicts_the_states_that_predict_gives_for_its_plan(rt):
+    """`act`'s predicted_obs (rollout graph) and `predict` (features + head, step by step) agree."""
+    rng = np.random.default_rng(6)
+    for mode in ("recurrent", "gradient", "bayes"):
+        s = Session(rt, mode, seed=0)
+        for _ in range(5):
+            s.observe(*_transition(rng), -1.0)
+        r = s.act(OBS)
+        pred, _ = s.predict(OBS, r.plan)
+        np.testing.assert_allclose(r.predicted_obs, pred, rtol=1e-4, atol=1e-4)
+
+
+def test_a_known_head_is_recovered_from_transitions_it_generated(rt):
+    """Transitions generated by a head W*: surprise falls to ~0 and the adapted head predicts like W* on
+    new transitions (bayes; W is identified along the features the data excite), or moves toward it
+    (gradient: k meta-learned steps from W0 on the window)."""
+    rng = np.random.default_rng(7)
+    W_star = (rt.W0 + 0.5 * rng.standard_normal(rt.W0.shape)).astype(np.float32)
+
+    def generated(s):  # a transition whose normalized delta and reward are exactly phi @ W*
+        obs, act, _ = _transition(rng)
+        y = rt.dynamics.features(obs[None], act[None], s.h[None]) @ W_star  # (1, P)
+        return obs, act, rt.norm.next_obs(obs[None], y)[0], float(rt.norm.reward(y)[0])
+
+    for mode in ("bayes", "gradient"):
+        s = Session(rt, mode, seed=0)
+        surprises = [s.observe(*generated(s)) for _ in range(2 * s.adapter.window)]
+        held_out = [generated(s)[:2] for _ in range(32)]
+        phi = rt.dynamics.features(np.stack([o for o, _ in held_out]), np.stack([a for _, a in held_out]),
+                                   np.repeat(s.h[None], 32, 0))
+        err = lambda W, phi=phi: float(np.mean((phi @ (W - W_star)) ** 2))  # noqa: E731
+        if mode == "bayes":
+            assert np.mean(surprises[-8:]) < 0.05 * np.mean(surprises[:8])
+            assert err(s.W) < 0.05 * err(rt.W0)  # the prior still pulls a little after 64 transitions
+        else:
+            assert np.mean(surprises[-8:]) < np.mean(surprises[:8])
+            assert err(s.W) < err(rt.W0)

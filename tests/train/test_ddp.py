@@ -24,7 +24,7 @@ def free_port() -> int:
 def run_train(out, launcher: list[str]) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, *launcher, "-m", "mbmrl.main", "train", "--out", str(out), *TINY]
+    cmd = [sys.executable, *launcher, "-m", "mbmrl.export.cli", "train", "--out", str(out), *TINY]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((out / "metrics.json").read_text())

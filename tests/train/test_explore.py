@@ -1,18 +1,21 @@
 """Model-based exploration: MPC with the model in training collects on-policy segments of new tasks."""
 
+import dataclasses
+
 import numpy as np
-import torch
+from mbmrl.train.checkpoint import Checkpoint
 from mbmrl.train.explore import collect_mpc
 from mbmrl.train.families import get_family
-from mbmrl.train.model import DynamicsModel
 
 
 def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run):
-    model = DynamicsModel.from_checkpoint(torch.load(tiny_run / "model.pt", weights_only=False)).train()
+    ckpt = Checkpoint.load(tiny_run / "model.pt")
+    model = ckpt.model().train()
+    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
     fam = get_family("pendulum")
 
     def run():
-        return collect_mpc(model, fam, n_tasks=2, episodes_per_task=1, seg_len=50, noise=0.1,
+        return collect_mpc(model, facts, fam, n_tasks=2, episodes_per_task=1, seg_len=50, noise=0.1,
                            rng=np.random.default_rng(0), first_task_id=100, progress=False)
 
     segs = run()

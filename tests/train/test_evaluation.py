@@ -1,21 +1,24 @@
 """Evaluation data: prediction streams from random actions or from the non-adaptive MPC controller."""
 
+from functools import partial
+
 import numpy as np
 import pytest
-from mbmrl.evaluation import EvalConfig, eval_episodes, evaluate, parse_contexts, target_starts
-from mbmrl.runtime import Runtime
+from mbmrl.runtime import Session, load
+from mbmrl.train.evaluation.evaluate import eval_episodes, target_starts
+from mbmrl.train.evaluation.protocol import EvalProtocol, parse_contexts
 from mbmrl.train.families import get_family
 
 
 def test_mpc_streams_are_the_controllers_flight_and_reproducible(tiny_artifact):
-    rt = Runtime(tiny_artifact)
+    rt = load(tiny_artifact)
     fam = get_family("pendulum")
     params = fam.test_tasks("moderate")[0][1]
-    a = eval_episodes(fam, params, 1, 40, seed=3, controller=rt.new_session)
-    b = eval_episodes(fam, params, 1, 40, seed=3, controller=rt.new_session)
+    a = eval_episodes(fam, params, 1, 40, seed=3, controller=partial(Session, rt))
+    b = eval_episodes(fam, params, 1, 40, seed=3, controller=partial(Session, rt))
     np.testing.assert_array_equal(a[0]["actions"], b[0]["actions"])
     # the first action is what a fresh none-mode session plans from the first observation
-    first = rt.new_session(mode="none", seed=3 * 1000).act(a[0]["obs"][0]).action
+    first = Session(rt, mode="none", seed=3 * 1000).act(a[0]["obs"][0]).action
     np.testing.assert_allclose(a[0]["actions"][0], first, atol=1e-6)
     rand = eval_episodes(fam, params, 1, 40, seed=3)
     assert not np.allclose(rand[0]["actions"], a[0]["actions"])
@@ -31,4 +34,4 @@ def test_targets_never_straddle_a_reset_and_contexts_parse():
     with pytest.raises(ValueError, match="comma-separated"):
         parse_contexts("0,a")
     with pytest.raises(ValueError, match="prediction-data"):
-        evaluate(EvalConfig(prediction_data="replay"))
+        EvalProtocol(prediction_data="replay")

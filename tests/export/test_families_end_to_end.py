@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from mbmrl.evaluation import EvalConfig, run_eval
-from mbmrl.export.onnx_export import ExportConfig, export_run
-from mbmrl.local_server import local_server
+from mbmrl.export.config import ExportConfig
+from mbmrl.export.onnx_export import export_run
 from mbmrl.runtime.client import Client
+from mbmrl.runtime.local_server import local_server
 from mbmrl.train.config import TrainConfig
+from mbmrl.train.evaluation.command import run_eval
+from mbmrl.train.evaluation.protocol import EvalConfig
 from mbmrl.train.trainer import train
 
 
