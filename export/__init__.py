@@ -1,0 +1,1 @@
+"""mbmrl.export: trained checkpoint -> verified ONNX artifact; the console script, quickstart and bench."""

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     row: dict = {"what": "observe (1 transition)"}
     for col, engine in engines.items():
         sess = Session(engine, mode, seed=0)
-        row[col] = median_ms(lambda s=sess: s.observe(obs, act, obs, 0.0), cfg.repeats)
+        row[col] = median_ms(partial(sess.observe, obs, act, obs, 0.0), cfg.repeats)
     rows = [row]
     gemm = matmul_gflops(cfg.threads)
     rng = np.random.default_rng(0)
@@ -88,10 +89,10 @@ def run_bench(cfg: BenchConfig) -> dict:
         row = {"what": f"act N={n} H={horizon}"}
         for col, engine in engines.items():
             sess = Session(engine, mode, planner=planner, seed=0)
-            row[col] = median_ms(lambda s=sess: s.act(obs), cfg.repeats)
+            row[col] = median_ms(partial(sess.act, obs), cfg.repeats)
         acts = rng.uniform(rt.action_low, rt.action_high, (n, horizon, rt.action_dim)).astype(np.float32)
         terms = CostTerms.build(rt.default_cost, horizon, rt.feature_dim)
-        roll_ms = median_ms(lambda a=acts, t=terms: rt.dynamics.rollout(obs, rt.h0, rt.W0, a, t), cfg.repeats)
+        roll_ms = median_ms(partial(rt.dynamics.rollout, obs, rt.h0, rt.W0, acts, terms), cfg.repeats)
         row["rollout_gflops"] = rollout_flops(rt, n, horizon) / (roll_ms * 1e-3) / 1e9
         rows.append(row)
     print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  "

@@ -23,6 +23,7 @@ class EncoderStep(nn.Module):
         self.model = model
 
     def forward(self, h, obs, action, next_obs, reward):
+        """Fold one transition into each belief."""
         return self.model.gru_step(h, obs, action, next_obs, reward)
 
 
@@ -37,6 +38,7 @@ class Features(nn.Module):
         self.model = model
 
     def forward(self, obs, action, h):
+        """Features of each (obs, action, h)."""
         return self.model.features(obs, action, h)
 
 
@@ -56,6 +58,7 @@ class Rollout(nn.Module):
         self.horizon = horizon
 
     def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov, uncertainty_weight):
+        """Costs (N,) and predicted states (N, H, O) of N action sequences."""
         return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
                                         uncertainty_weight)
 

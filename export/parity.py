@@ -62,7 +62,8 @@ def check_parity(model: DynamicsModel, artifact: Path, data_path: Path | None, t
         for kind, make in kinds.items():
             for H in dyn.horizons or []:
                 ex = make(H)
-                checks = {f"rollout_h{H}": (Rollout(model, H), ex["rollout"], run_rollout)}
+                checks: dict[str, tuple[torch.nn.Module, tuple, Callable]] = {
+                    f"rollout_h{H}": (Rollout(model, H), ex["rollout"], run_rollout)}
                 if H == (dyn.horizons or [])[0]:
                     checks["features"] = (Features(model), ex["features"],
                                           lambda a: [dyn.features(*[v.numpy() for v in a])])

@@ -17,6 +17,8 @@ class ErrorMessage(BaseModel):
 
 
 class ValidationIssue(BaseModel):
+    """One validation problem: where (`loc`), what was expected (`msg`), and its kind."""
+
     loc: list[str | int]
     msg: str
     type: str
@@ -46,10 +48,14 @@ NOT_FOUND: Responses = {404: _err("No session with this id")}
 
 
 class Health(BaseModel):
+    """GET /healthz."""
+
     status: str
 
 
 class ModelInfo(BaseModel):
+    """GET /v1/model: dimensions, names, bounds, modes and defaults of the served artifact."""
+
     obs_dim: int
     action_dim: int
     obs_names: list[str]
@@ -67,15 +73,21 @@ class ModelInfo(BaseModel):
 
 
 class SessionCreated(BaseModel):
+    """POST /v1/sessions: the new session's id and mode."""
+
     session_id: str
     mode: str
 
 
 class SessionList(BaseModel):
+    """GET /v1/sessions: ids of the live sessions."""
+
     sessions: list[str]
 
 
 class SessionInfo(BaseModel):
+    """GET /v1/sessions/{id}: mode, counters, planner, cost and how far the belief moved."""
+
     session_id: str
     mode: str
     n_observed: int
@@ -86,11 +98,15 @@ class SessionInfo(BaseModel):
 
 
 class Observed(BaseModel):
+    """POST observe: transitions folded so far and the surprise of each new one."""
+
     n_observed: int
     surprise: list[float | None] = Field(description="per transition; null if it overflowed (non-finite)")
 
 
 class Acted(BaseModel):
+    """POST act: the action to apply now, the plan, its predicted states and cost."""
+
     action: list[float]
     plan: list[list[float]]
     predicted_obs: list[list[float]]
@@ -98,6 +114,8 @@ class Acted(BaseModel):
 
 
 class Predicted(BaseModel):
+    """POST predict: open-loop predicted observations (and variance where the mode has one)."""
+
     predicted_obs: list[list[float]]
     predicted_var: list[list[float]] | None
 
@@ -126,6 +144,8 @@ def _vector(n: int, what: str, item: Any = float) -> Any:
 
 
 class RequestModels(NamedTuple):
+    """The request schemas of one artifact (dimensions, modes and horizons built in)."""
+
     CreateSession: type[_Strict]
     ObserveRequest: type[_Strict]
     ActRequest: type[_Strict]

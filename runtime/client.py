@@ -131,6 +131,7 @@ class Client:
 
     # ----------------------------------------------------------------- API
     def health(self) -> dict:
+        """GET /healthz."""
         return self.request("GET", "/healthz")
 
     def model(self) -> dict:
@@ -138,6 +139,7 @@ class Client:
         return self.request("GET", "/v1/model")
 
     def sessions(self) -> list[str]:
+        """Ids of the server's live sessions."""
         return self.request("GET", "/v1/sessions")["sessions"]
 
     def new_session(
@@ -208,6 +210,7 @@ class RemoteSession:
         self.client.request("POST", f"{self._path}/reset")
 
     def info(self) -> dict:
+        """Mode, counters, planner and cost of this session."""
         return self.client.request("GET", self._path)
 
     def close(self) -> None:

@@ -68,6 +68,7 @@ class Cost:
         return ref.astype(np.float32)
 
     def to_dict(self) -> dict:
+        """As a JSON object (the shape `from_dict` reads)."""
         return {
             "target": self.target.tolist(),
             "q": self.q.tolist(),

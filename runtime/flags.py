@@ -19,7 +19,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             continue
         flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         help_text = f"{f.metadata.get('help', '')} (default: {default})"
         if typ is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
@@ -32,9 +32,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
 
 def dataclass_from_args(cls: type[T], ns: argparse.Namespace, **extra: Any) -> T:
     """Build `cls` from parsed flags (plus explicit extras)."""
-    kwargs = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    kwargs = {f.name: getattr(ns, f.name) for f in fields if hasattr(ns, f.name)}
     kwargs.update(extra)
-    for f in dataclasses.fields(cls):
+    for f in fields:
         if isinstance(kwargs.get(f.name), list):
             kwargs[f.name] = tuple(kwargs[f.name])
     return cls(**kwargs)

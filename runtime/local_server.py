@@ -31,7 +31,8 @@ def local_server(artifact: str | Path, *extra: str, timeout: float = 60.0) -> It
         deadline = time.time() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{proc.stdout.read()}")
+                output = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{output}")
             try:
                 with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
                     if r.status == 200:

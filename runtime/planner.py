@@ -35,11 +35,13 @@ class PlannerConfig:
     """CEM: fraction of samples kept as elites."""
 
     def replace(self, **overrides) -> PlannerConfig:
+        """A validated copy with some fields replaced."""
         cfg = replace(self, **overrides)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
+        """A ValueError naming the first setting out of range."""
         if self.method not in ("mppi", "cem"):
             raise ValueError(f"planner.method must be 'mppi' or 'cem', got {self.method!r}")
         for name in ("horizon", "samples", "iterations"):
@@ -49,6 +51,7 @@ class PlannerConfig:
             raise ValueError("planner.temperature and noise_scale must be > 0 and elite_frac in (0, 1]")
 
     def to_dict(self) -> dict:
+        """As a JSON object."""
         return asdict(self)
 
 

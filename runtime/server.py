@@ -90,6 +90,7 @@ class BearerAuth:
         self.token = token.encode()
 
     async def __call__(self, scope, receive, send):
+        """ASGI entry: reject a request without the right token before it reaches the app."""
         if scope["type"] == "http" and scope["path"] != "/healthz":
             header = dict(scope["headers"]).get(b"authorization")
             if not _authorized(header, self.token):

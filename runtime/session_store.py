@@ -55,10 +55,12 @@ class SessionStore:
         self._lock = threading.Lock()
 
     def ids(self) -> list[str]:
+        """Ids of the live sessions."""
         with self._lock:
             return list(self._entries)
 
     def get(self, session_id: str) -> _Entry:
+        """The live session `session_id`, or UnknownSession (404) with what to do."""
         with self._lock:
             entry = self._entries.get(session_id)
         if entry is None:
@@ -82,6 +84,7 @@ class SessionStore:
         return session_id, session
 
     def delete(self, session_id: str) -> None:
+        """End a session and remove its state file."""
         entry = self.get(session_id)
         with self._lock:
             if self._entries.pop(session_id, None) is None:

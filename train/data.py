@@ -36,6 +36,7 @@ class Segments:
         return len(self.obs)
 
     def save(self, path: str | Path) -> None:
+        """Write as a compressed npz."""
         np.savez_compressed(
             path, obs=self.obs, actions=self.actions, next_obs=self.next_obs, rewards=self.rewards,
             params=self.params, task_ids=self.task_ids, param_names=np.array(self.param_names),
@@ -43,12 +44,14 @@ class Segments:
 
     @classmethod
     def load(cls, path: str | Path) -> Segments:
+        """Read what `save` wrote."""
         with np.load(path) as z:
             return cls(z["obs"], z["actions"], z["next_obs"], z["rewards"], z["params"], z["task_ids"],
                        tuple(str(n) for n in z["param_names"]))
 
     @staticmethod
     def concat(parts: list[Segments]) -> Segments:
+        """All segments of `parts`, in order."""
         cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
         return Segments(cat("obs"), cat("actions"), cat("next_obs"), cat("rewards"), cat("params"),
                         cat("task_ids"), parts[0].param_names)

@@ -16,6 +16,8 @@ from .model import DynamicsModel
 
 @dataclass
 class Batch:
+    """B task segments of L transitions each (one task per segment)."""
+
     obs: torch.Tensor  # (B, L, obs_dim)
     actions: torch.Tensor  # (B, L, act_dim)
     next_obs: torch.Tensor  # (B, L, obs_dim)

@@ -129,6 +129,7 @@ class DynamicsModel(nn.Module):
         return obs + head_out[..., : self.args.obs_dim] * self.delta_std + self.delta_mean
 
     def reward(self, head_out) -> torch.Tensor:
+        """Raw reward from normalized head output."""
         return head_out[..., self.args.obs_dim] * self.reward_std[0] + self.reward_mean[0]
 
     def step(self, x, a, h_proj, W) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,9 +164,11 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------ adaptation parameters
     def step_size(self) -> torch.Tensor:
+        """gradient mode: per-output inner step size (P,)."""
         return self.log_step_size.exp()  # (P,)
 
     def prior_precision(self) -> torch.Tensor:
+        """bayes mode: prior precision Lambda0 (D, D), positive definite."""
         L = torch.tril(self.prior_chol)
         return L @ L.T + 1e-3 * torch.eye(L.shape[0], device=L.device)  # (D, D)
 
@@ -174,6 +177,7 @@ class DynamicsModel(nn.Module):
         return (phi @ self.V).clamp(-12.0, 6.0)
 
     def noise_var(self) -> torch.Tensor:
+        """bayes mode: per-output noise variance (P,) in normalized units."""
         return self.log_noise_var.exp()  # (P,)
 
     def checkpoint(self) -> dict:
@@ -182,6 +186,7 @@ class DynamicsModel(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> DynamicsModel:
+        """Rebuild from `checkpoint()`'s dict."""
         model = cls(ModelArgs(**ckpt["args"]))
         model.load_state_dict(ckpt["state_dict"])
         return model

@@ -22,10 +22,20 @@ from .prior import NoState, PriorHead
 class Mode(Protocol):
     """One adaptation mode; all state lives in what `init` and `fold` return."""
 
-    name: str
-    adapts_belief: bool
-    """Fold each transition into h with the encoder (ReBAL-like)."""
-    state_type: type
+    @property
+    def name(self) -> str:
+        """The mode's name in the manifest and the HTTP API."""
+        ...
+
+    @property
+    def adapts_belief(self) -> bool:
+        """Fold each transition into h with the encoder (ReBAL-like)."""
+        ...
+
+    @property
+    def state_type(self) -> type:
+        """The dataclass `init` and `fold` return (a session restores it from its fields)."""
+        ...
 
     def initial_belief(self, h0: np.ndarray, task_params: dict | None) -> np.ndarray:
         """The belief h before any transition (hidden,)."""

@@ -122,7 +122,7 @@ def test_healthz_and_model(server):
     assert set(m["modes"]) == {"none", "recurrent", "gradient", "bayes"}
     assert m["obs_names"] == ["cos_theta", "sin_theta", "theta_dot"] and m["family"] == "pendulum"
     assert m["default_mode"] in m["modes"] and m["default_planner"]["horizon"] in m["horizons"]
-    assert len(m["default_cost"]["q"]) == 3 and m["format_version"] == 1
+    assert len(m["default_cost"]["q"]) == 3 and m["format_version"] == 2
 
 
 def test_round_trip(server):

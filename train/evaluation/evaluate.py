@@ -6,7 +6,7 @@ Everything runs through sessions of the deployed model: in-process `Session`s or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -137,7 +137,7 @@ def control_episode(new_session: NewSession, mode: str, family: TaskFamily, para
 
 # ---------------------------------------------------------------------------- whole evaluation
 def evaluate(protocol: EvalProtocol, family: TaskFamily, tasks: list[tuple[str, Params]], modes: list[str],
-             backends: Callable[[], dict[str, NewSession]], delta_std: np.ndarray,
+             backends: Callable[[], Mapping[str, NewSession]], delta_std: np.ndarray,
              prediction_controller: NewSession | None = None, workers: int = 1, progress: bool = True,
              ) -> EvalResult:
     """Prediction errors and MPC episodes for every (task, mode): the one evaluation loop.

@@ -23,6 +23,7 @@ class Choice:
     values: tuple[float, ...]
 
     def sample(self, rng: np.random.Generator) -> float:
+        """One of the values, uniformly."""
         return float(self.values[int(rng.integers(len(self.values)))])
 
 
@@ -34,6 +35,7 @@ class Uniform:
     high: float
 
     def sample(self, rng: np.random.Generator) -> float:
+        """A value in [low, high], uniformly."""
         return float(rng.uniform(self.low, self.high))
 
 
@@ -68,6 +70,7 @@ class CostSpec:
     uncertainty_weight: float = 0.0
 
     def to_dict(self) -> dict:
+        """As a JSON object (the runtime's `Cost.from_dict` reads it)."""
         return {
             "target": list(self.target),
             "q": list(self.q),
@@ -100,6 +103,7 @@ class TaskFamily:
 
     @property
     def param_names(self) -> tuple[str, ...]:
+        """Parameter names, in the train space's order."""
         return tuple(self.train.keys())
 
     def test_tasks(self, split: str = "test") -> list[tuple[str, Params]]:

@@ -81,6 +81,7 @@ class ParamCartPoleEnv(CartPoleEnv):
         return self.force_mag * a
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Gymnasium's cart-pole equations with this task's physics and actuation."""
         if self.state is None:
             raise RuntimeError("call reset() before step() on the cartpole env")
         x, x_dot, theta, theta_dot = self.state

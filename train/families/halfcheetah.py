@@ -112,6 +112,7 @@ class CrippleAction(gym.ActionWrapper, RecordConstructorArgs):
         model.geom_rgba[model.geom(joint_name).id, :3] = (1.0, 0.0, 0.0)
 
     def action(self, action: np.ndarray) -> np.ndarray:
+        """Zero the crippled joint's torque."""
         return (self.mask * np.asarray(action)).astype(np.float32)
 
 
@@ -123,6 +124,7 @@ class CaDMStart(gym.Wrapper, RecordConstructorArgs):
         gym.Wrapper.__init__(self, env)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Reset, then CaDM's start noise on qpos and qvel."""
         super().reset(seed=seed, options=options)
         base = _cheetah(self.env)
         rng = base.np_random

@@ -18,6 +18,7 @@ class CaDMStart(gym.Wrapper):
     """Start hanging down as in CaDM: theta in [7pi/8, 9pi/8], theta_dot in [-0.2, 0.2]."""
 
     def reset(self, *, seed=None, options=None):
+        """Reset, then start hanging down (CaDM's start distribution)."""
         super().reset(seed=seed, options=options)
         rng = self.unwrapped.np_random
         theta = rng.uniform(7 * np.pi / 8, 9 * np.pi / 8)

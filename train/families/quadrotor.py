@@ -163,6 +163,7 @@ class QuadrotorEnv(gym.Env):
         return target
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start near the reference's first point, slightly tilted, at rest."""
         super().reset(seed=seed)
         rng = self.np_random
         p = self.reference(0.0) + rng.uniform(-self.position_noise, self.position_noise, size=3)
@@ -180,6 +181,7 @@ class QuadrotorEnv(gym.Env):
         return self._obs(), {"position_error": self._position_error()}
 
     def step(self, action):
+        """Integrate one control period of the rigid body (and payload) under this task's physics."""
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)  # (4,)
         thrust = self.params["thrust_coef"] * (a[0] + 1.0) / 2.0 * MAX_THRUST
         rate_cmd = a[1:] * MAX_RATE
