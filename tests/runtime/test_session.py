@@ -16,6 +16,14 @@ def _transition(rng):
     return obs, rng.uniform(-2, 2, 1).astype(np.float32), obs + rng.normal(0, 0.05, 3).astype(np.float32)
 
 
+def _adapted(rt, mode, n, rng, **kwargs):
+    """A session of `mode` that has observed `n` random transitions."""
+    s = Session(rt, mode, **kwargs)
+    for _ in range(n):
+        s.observe(*_transition(rng), -1.0)
+    return s
+
+
 @pytest.fixture(scope="module")
 def rt(tiny_artifact):
     return load(tiny_artifact)
@@ -94,9 +102,7 @@ def test_gradient_mode_adapts_the_head(rt):
 def test_state_dict_round_trip_reproduces_the_next_action(rt):
     rng = np.random.default_rng(5)
     for mode in ("recurrent", "gradient", "bayes"):
-        a = Session(rt, mode, seed=1)
-        for _ in range(4):
-            a.observe(*_transition(rng), -1.0)
+        a = _adapted(rt, mode, 4, rng, seed=1)
         a.act(OBS)
         b = Session(rt, mode, seed=99)
         b.load_state_dict(a.state_dict())
@@ -175,9 +181,7 @@ def test_act_predicts_the_states_that_predict_gives_for_its_plan(rt):
     """`act`'s predicted_obs (rollout graph) and `predict` (features + head, step by step) agree."""
     rng = np.random.default_rng(6)
     for mode in ("recurrent", "gradient", "bayes"):
-        s = Session(rt, mode, seed=0)
-        for _ in range(5):
-            s.observe(*_transition(rng), -1.0)
+        s = _adapted(rt, mode, 5, rng, seed=0)
         r = s.act(OBS)
         pred, _ = s.predict(OBS, r.plan)
         np.testing.assert_allclose(r.predicted_obs, pred, rtol=1e-4, atol=1e-4)

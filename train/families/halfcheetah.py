@@ -176,11 +176,18 @@ def _scales(values: tuple[float, float]) -> tuple[dict[str, Choice], ...]:
     return ({"mass_scale": Choice(values), "damping_scale": Choice(values)},)
 
 
+def _cheetah_family(name: str, train: dict, test_splits: dict, description: str) -> TaskFamily:
+    """A HalfCheetah family: CaDM's start, cost and planner; the parameter spaces differ."""
+    return TaskFamily(name=name, make_env=make_halfcheetah, train=train, test_splits=test_splits,
+                      episode_steps=EPISODE_STEPS, default_cost=_cost(), obs_names=OBS_NAMES,
+                      action_names=ACTION_NAMES, eval_start="cadm", default_planner=dict(PLANNER),
+                      description=description)
+
+
 def halfcheetah_family() -> TaskFamily:
     """HalfCheetah with body masses and joint dampings scaled per task (CaDM's train and test sets)."""
-    return TaskFamily(
-        name="halfcheetah",
-        make_env=make_halfcheetah,
+    return _cheetah_family(
+        "halfcheetah",
         train={"mass_scale": Choice(TRAIN_SCALES), "damping_scale": Choice(TRAIN_SCALES)},
         test_splits={
             "extreme_low": _scales((0.2, 0.3)),
@@ -188,28 +195,15 @@ def halfcheetah_family() -> TaskFamily:
             "moderate_high": _scales((1.5, 1.6)),
             "extreme_high": _scales((1.7, 1.8)),
         },
-        episode_steps=EPISODE_STEPS,
-        default_cost=_cost(),
-        obs_names=OBS_NAMES,
-        action_names=ACTION_NAMES,
-        eval_start="cadm",
-        default_planner=dict(PLANNER),
         description="Gymnasium HalfCheetah-v5, all body masses and joint dampings scaled per task (CaDM).",
     )
 
 
 def cripple_halfcheetah_family() -> TaskFamily:
     """HalfCheetah with one actuator disabled per task: train joints 0-3, test joints 4-5 (CaDM)."""
-    return TaskFamily(
-        name="cripple_halfcheetah",
-        make_env=make_halfcheetah,
+    return _cheetah_family(
+        "cripple_halfcheetah",
         train={"cripple_joint": Choice(TRAIN_CRIPPLE_JOINTS)},
         test_splits={"unseen_joint": ({"cripple_joint": Choice(TEST_CRIPPLE_JOINTS)},)},
-        episode_steps=EPISODE_STEPS,
-        default_cost=_cost(),
-        obs_names=OBS_NAMES,
-        action_names=ACTION_NAMES,
-        eval_start="cadm",
-        default_planner=dict(PLANNER),
         description="Gymnasium HalfCheetah-v5 with one leg actuator disabled per task (CaDM).",
     )
