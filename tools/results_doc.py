@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from mbmrl.runtime.artifact import Manifest
 from mbmrl.train.config import TrainConfig
 from mbmrl.train.evaluation.report import markdown_tables
 
@@ -40,13 +41,12 @@ def train_command(tc: dict) -> str:
 
 def budget_lines(result: dict) -> list[str]:
     """How the evaluated model was trained: the command, its budget and wall time."""
-    manifest = json.loads((Path(result["artifact"]) / "manifest.json").read_text())
-    prov = manifest["provenance"]
+    prov = Manifest.load(result["artifact"], verify=False).provenance
     tc = prov["train_config"]
-    oracle_manifest = Path(result["artifact"]) / "oracle" / "manifest.json"
+    oracle_dir = Path(result["artifact"]) / "oracle"
     oracle_note = []
-    if "oracle" in result["modes"] and not tc.get("oracle", True) and oracle_manifest.is_file():
-        otc = json.loads(oracle_manifest.read_text())["provenance"]["train_config"]
+    if "oracle" in result["modes"] and not tc.get("oracle", True) and (oracle_dir / "manifest.json").is_file():
+        otc = Manifest.load(oracle_dir, verify=False).provenance["train_config"]
         oracle_note = [f"The oracle sub-artifact was copied from the run `{train_command(otc)}` (same data and seed).",
                        ""]
     cmd = train_command(tc)
@@ -160,7 +160,7 @@ def main() -> None:
     sections, rows = [], []
     for d in args.evals:
         result = json.loads((Path(d) / "eval.json").read_text())
-        tc = json.loads((Path(result["artifact"]) / "manifest.json").read_text())["provenance"]["train_config"]
+        tc = Manifest.load(result["artifact"], verify=False).provenance["train_config"]
         size = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.name in ("hidden_size", "feature_dim", "mlp_width")}
         title = result["family"] + (f", {tc['rollout_steps']}-step training loss" if tc.get("rollout_steps", 1) > 1

@@ -17,7 +17,7 @@ from gymnasium.wrappers import TimeLimit
 from tqdm.auto import tqdm
 
 from .episode import replay, run_episode
-from .families import TaskFamily, sample_params
+from .families import TaskFamily, box_bounds, sample_params
 
 
 @dataclass
@@ -82,7 +82,7 @@ def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[
     for the one-step losses (each transition is a valid sample of the task's dynamics and the belief
     only needs same-task transitions); the open-loop multi-step loss sees such a jump as an error.
     """
-    parts = {k: [] for k in ("obs", "actions", "next_obs", "rewards")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "next_obs", "rewards")}
     seg_params, seg_tasks = [], []
     tails: dict[int, list[dict]] = {}
 
@@ -108,7 +108,7 @@ def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[
         raise ValueError(f"no task collected seg_len={seg_len} transitions; lower --seq-len or collect "
                          f"more episodes per task (--episodes-per-task)")
     return Segments(
-        *(np.stack(parts[k]) for k in ("obs", "actions", "next_obs", "rewards")),
+        np.stack(parts["obs"]), np.stack(parts["actions"]), np.stack(parts["next_obs"]), np.stack(parts["rewards"]),
         np.asarray(seg_params, dtype=np.float32), np.asarray(seg_tasks), param_names,
     )
 
@@ -120,7 +120,7 @@ def collect_random(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg
     for task in tqdm(range(n_tasks), desc="collect (random)", disable=not progress, leave=False):
         p = sample_params(family.train, rng)
         env = family.make_env(p, start)
-        low, high = env.action_space.low, env.action_space.high
+        low, high = box_bounds(env.action_space)
         for _ in range(episodes_per_task):
             acts = random_actions(rng, low, high, family.episode_steps)
             ep = run_episode(env, replay(acts), family.episode_steps, seed=int(rng.integers(2**31)))
@@ -147,10 +147,11 @@ def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episode
     if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
         raise ValueError(f"rollout_vector needs autoreset_mode=SAME_STEP, got {envs.metadata.get('autoreset_mode')}")
     n, space = envs.num_envs, envs.single_action_space
-    plans = [[random_actions(rng, space.low, space.high, steps) for _ in range(episodes)] for _ in range(n)]
+    low, high = box_bounds(space)
+    plans = [[random_actions(rng, low, high, steps) for _ in range(episodes)] for _ in range(n)]
     done: list[list[dict]] = [[] for _ in range(n)]
-    rec = [{k: [] for k in ("obs", "actions", "next_obs", "rewards")} for _ in range(n)]
-    obs, _ = envs.reset(seed=[int(rng.integers(2**31)) for _ in range(n)])
+    rec: list[dict[str, list]] = [{k: [] for k in ("obs", "actions", "next_obs", "rewards")} for _ in range(n)]
+    obs, _ = envs.reset(seed=[int(rng.integers(2**31)) for _ in range(n)])  # type: ignore[arg-type]
     while any(len(d) < episodes for d in done):
         # finished sub-envs keep stepping (their results are ignored) until every one is done
         acts = np.stack([plans[i][min(len(done[i]), episodes - 1)][len(rec[i]["obs"])] for i in range(n)])

@@ -8,6 +8,7 @@ head algebra (numpy); encoder and features are exported to ONNX as they are here
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,18 @@ class ModelArgs:
 
 class DynamicsModel(nn.Module):
     """delta, reward ~ phi(obs, action, h) @ W, with h folded from observed transitions by a GRU."""
+
+    # normalization buffers (registered in __init__), declared for type checkers
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+    delta_mean: torch.Tensor
+    delta_std: torch.Tensor
+    reward_mean: torch.Tensor
+    reward_std: torch.Tensor
+    param_mean: torch.Tensor
+    param_std: torch.Tensor
 
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -91,8 +104,9 @@ class DynamicsModel(nn.Module):
     def gru_step(self, h, obs, action, next_obs, reward) -> torch.Tensor:
         """One encoder step, written out (Gemm/Sigmoid/Tanh) so ONNX export is exact. (B, hidden)."""
         x = self.transition_input(obs, action, next_obs, reward.reshape(-1))
-        gi = F.linear(x, self.gru.weight_ih_l0, self.gru.bias_ih_l0)  # (B, 3*hidden)
-        gh = F.linear(h, self.gru.weight_hh_l0, self.gru.bias_hh_l0)
+        w = lambda name: cast(torch.Tensor, getattr(self.gru, name))  # noqa: E731  (nn.GRU's parameters)
+        gi = F.linear(x, w("weight_ih_l0"), w("bias_ih_l0"))  # (B, 3*hidden)
+        gh = F.linear(h, w("weight_hh_l0"), w("bias_hh_l0"))
         i_r, i_z, i_n = gi.chunk(3, dim=-1)
         h_r, h_z, h_n = gh.chunk(3, dim=-1)
         r = torch.sigmoid(i_r + h_r)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import operator
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from .checkpoint import Checkpoint
 from .config import TrainConfig
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
-from .families import TaskFamily, get_family, sample_params
+from .families import TaskFamily, box_bounds, get_family, sample_params
 from .model import DynamicsModel, ModelArgs
 
 
@@ -141,7 +143,7 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
         e = L.encode(model, b)  # float32: under autocast cuDNN's GRU would run in float16, without loss scaling
         with autocast(cfg, device):
             parts = loss_parts(model, b, e, cfg)
-            loss = sum(parts.values())
+            loss = functools.reduce(operator.add, parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         dist.average_gradients(model.parameters())
@@ -243,8 +245,8 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     rng = np.random.default_rng(cfg.seed)  # every rank: same data, same global batches
 
     probe = family.make_env(sample_params(family.train, np.random.default_rng(0)), "default")
-    low, high = probe.action_space.low.astype(np.float32), probe.action_space.high.astype(np.float32)
-    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    low, high = box_bounds(probe.action_space)
+    obs_dim, action_dim = len(box_bounds(probe.observation_space)[0]), len(low)
     probe.close()
     segs = collect(family, cfg, rng)
     train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data import random_actions
 from ..episode import replay, run_episode
-from ..families import Params, TaskFamily
+from ..families import Params, TaskFamily, box_bounds
 from .protocol import EvalProtocol
 from .result import ERROR_KEYS, EvalResult, TaskResult
 
@@ -46,7 +46,7 @@ def eval_episodes(family: TaskFamily, params: Params, n: int, steps: int, seed: 
     """
     rng = np.random.default_rng(seed)
     env = family.make_env(params, "default" if controller is None else family.eval_start)
-    low, high = env.action_space.low, env.action_space.high
+    low, high = box_bounds(env.action_space)
     streams = []
     for i in range(n):
         parts: list[dict] = []

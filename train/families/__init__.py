@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Choice, CostSpec, Params, ParamSpace, TaskFamily, Uniform, enumerate_params, sample_params
+from .base import (
+    Choice,
+    CostSpec,
+    Params,
+    ParamSpace,
+    TaskFamily,
+    Uniform,
+    box_bounds,
+    enumerate_params,
+    sample_params,
+)
 
 # name -> "module:function" returning a TaskFamily; imported lazily so that a family's
 # heavy dependencies (MuJoCo) load only when it is used.
@@ -40,5 +50,5 @@ def get_family(name: str) -> TaskFamily:
 
 __all__ = [
     "BUILTIN", "Choice", "CostSpec", "Params", "ParamSpace", "TaskFamily", "Uniform",
-    "enumerate_params", "get_family", "sample_params",
+    "box_bounds", "enumerate_params", "get_family", "sample_params",
 ]

@@ -43,6 +43,13 @@ ParamDist = Choice | Uniform
 ParamSpace = Mapping[str, ParamDist]
 
 
+def box_bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds (float32) of a continuous (Box) space; a TypeError for any other space."""
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"mbmrl plans over continuous (Box) spaces, got {space}")
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
 def sample_params(space: ParamSpace, rng: np.random.Generator) -> Params:
     """Draw one task: each parameter independently from its distribution."""
     return {name: dist.sample(rng) for name, dist in space.items()}

@@ -6,6 +6,8 @@ length in {0.75, 0.80, ..., 1.25}; test splits outside that range.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -20,18 +22,19 @@ class CaDMStart(gym.Wrapper):
     def reset(self, *, seed=None, options=None):
         """Reset, then start hanging down (CaDM's start distribution)."""
         super().reset(seed=seed, options=options)
-        rng = self.unwrapped.np_random
-        theta = rng.uniform(7 * np.pi / 8, 9 * np.pi / 8)
-        theta_dot = rng.uniform(-0.2, 0.2)
-        self.unwrapped.state = np.array([theta, theta_dot])
-        return self.unwrapped._get_obs().astype(np.float32), {}
+        base: Any = self.unwrapped  # gymnasium's PendulumEnv
+        theta = base.np_random.uniform(7 * np.pi / 8, 9 * np.pi / 8)
+        theta_dot = base.np_random.uniform(-0.2, 0.2)
+        base.state = np.array([theta, theta_dot])
+        return base._get_obs().astype(np.float32), {}
 
 
 def make_pendulum(params: Params, start: str = "default") -> gym.Env:
     """Pendulum-v1 (200 steps) with physics `params` = {"mass", "length"}."""
     env = gym.make("Pendulum-v1", max_episode_steps=200)
-    env.unwrapped.m = float(params["mass"])
-    env.unwrapped.l = float(params["length"])
+    base: Any = env.unwrapped  # PendulumEnv exposes its physics as m, l, g
+    base.m = float(params["mass"])
+    base.l = float(params["length"])
     if start == "cadm":
         env = CaDMStart(env)
     elif start != "default":

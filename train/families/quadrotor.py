@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
-from .base import Choice, CostSpec, ParamDist, Params, ParamSpace, TaskFamily, Uniform
+from .base import Choice, CostSpec, ParamDist, Params, ParamSpace, TaskFamily, Uniform, box_bounds
 
 G = 9.81  # m/s^2
 FRAME_MASS = 1.0  # kg, the nominal frame
@@ -202,7 +202,7 @@ class QuadrotorEnv(gym.Env):
         terminated = not finite or error > SAFETY_RADIUS or self.state[2] < -1.0
         reward = (-error - ACTION_PENALTY * float(a @ a)) if finite else -2.0 * SAFETY_RADIUS
         if not finite:
-            obs = np.clip(np.nan_to_num(obs), self.observation_space.low, self.observation_space.high)
+            obs = np.clip(np.nan_to_num(obs), *box_bounds(self.observation_space))
         truncated = self.steps >= self.max_episode_steps
         return obs, float(reward), bool(terminated), bool(truncated), {"position_error": error}
 
