@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .normalization import Normalization
+
 FORMAT = "mbmrl-artifact"
 FORMAT_VERSION = 2
+DIGEST = "manifest.sha256"  # sha256 of manifest.json's bytes: the manifest is covered as a whole
 MODES = ("none", "recurrent", "gradient", "bayes", "oracle")
 
 
@@ -32,49 +35,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _f32(x: Any) -> np.ndarray:
-    return np.asarray(x, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Statistics that map raw units to the model's normalized units (travel with the model)."""
-
-    obs_mean: np.ndarray  # (obs_dim,)
-    obs_std: np.ndarray  # (obs_dim,)
-    delta_mean: np.ndarray  # (obs_dim,)
-    delta_std: np.ndarray  # (obs_dim,)
-    reward_mean: float
-    reward_std: float
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Normalization:
-        """From the manifest's JSON object."""
-        return cls(_f32(d["obs_mean"]), _f32(d["obs_std"]), _f32(d["delta_mean"]), _f32(d["delta_std"]),
-                   float(d["reward_mean"]), float(d["reward_std"]))
-
-    def to_dict(self) -> dict:
-        """As a JSON object."""
-        return {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist(),
-                "delta_mean": self.delta_mean.tolist(), "delta_std": self.delta_std.tolist(),
-                "reward_mean": self.reward_mean, "reward_std": self.reward_std}
-
-    def normalize_target(self, delta: np.ndarray, reward: np.ndarray) -> np.ndarray:
-        """(B, obs_dim), (B,) raw -> (B, obs_dim + 1) normalized head targets (`DynamicsModel.targets`)."""
-        d = (delta - self.delta_mean) / self.delta_std
-        r = (reward - self.reward_mean) / self.reward_std
-        return np.concatenate([d, r[:, None]], axis=1).astype(np.float32)
-
-    def next_obs(self, obs: np.ndarray, head_out: np.ndarray) -> np.ndarray:
-        """Raw next observation from normalized head output (`DynamicsModel.next_obs`). (B, O), (B, P) -> (B, O)."""
-        d = head_out[:, : len(self.delta_std)] * self.delta_std + self.delta_mean
-        return (obs + d).astype(np.float32)
-
-    def reward(self, head_out: np.ndarray) -> np.ndarray:
-        """Raw reward from normalized head output. (B, P) -> (B,)."""
-        return head_out[:, len(self.delta_std)] * self.reward_std + self.reward_mean
 
 
 @dataclass(frozen=True)
@@ -200,7 +160,27 @@ class Manifest:
         unknown = set(manifest.modes) - set(MODES)
         if unknown:
             raise ArtifactError(f"{where}: unknown adaptation modes {sorted(unknown)}; known: {list(MODES)}")
+        manifest.check(where)
         return manifest
+
+    def check(self, where: str = "manifest") -> None:
+        """An ArtifactError for values no trained model has: bad dims, bounds, statistics or default mode."""
+        low, high = np.asarray(self.action_low, np.float64), np.asarray(self.action_high, np.float64)
+        n = self.normalization
+        problems = [
+            (min(self.obs_dim, self.action_dim, self.feature_dim, self.output_dim) < 1, "dimensions must be >= 1"),
+            (low.shape != (self.action_dim,) or high.shape != (self.action_dim,), "action bounds need action_dim"),
+            (not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()),
+             "action bounds must be finite with action_low < action_high"),
+            (not all(np.isfinite(v).all() for v in (n.obs_mean, n.obs_std, n.delta_mean, n.delta_std)),
+             "normalization statistics must be finite"),
+            (not ((n.obs_std > 0).all() and (n.delta_std > 0).all() and n.reward_std > 0),
+             "normalization std must be > 0"),
+            (self.default_mode not in self.modes, f"default_mode {self.default_mode!r} is not one of its modes"),
+        ]
+        for bad, what in problems:
+            if bad:
+                raise ArtifactError(f"{where}: {what}; re-export the run")
 
     # ------------------------------------------------------------------ files
     @classmethod
@@ -210,11 +190,20 @@ class Manifest:
         path = root / "manifest.json"
         if not path.is_file():
             raise ArtifactError(f"{root} is not an mbmrl artifact: no manifest.json (create one with `mbmrl export`)")
+        if verify:
+            digest = root / DIGEST
+            if not digest.is_file():
+                raise ArtifactError(f"{root}: no {DIGEST}, so manifest.json cannot be verified; re-export the run")
+            if digest.read_text().strip() != sha256_file(path):
+                raise ArtifactError(f"{path} was modified or corrupted (its sha256 differs from {DIGEST}); "
+                                    "re-export the run")
         try:
             manifest = cls.from_dict(json.loads(path.read_text()), where=str(path))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{path} is not valid JSON: {e}") from e
         if verify:
+            if not manifest.files:
+                raise ArtifactError(f"{path} lists no files to verify; re-export the run")
             for name, entry in manifest.files.items():
                 file = root / name
                 if not file.is_file():
@@ -233,6 +222,7 @@ class Manifest:
                  for name in self.files}
         written = dataclasses.replace(self, files=files)
         (root / "manifest.json").write_text(json.dumps(written.to_dict(), indent=2))
+        (root / DIGEST).write_text(sha256_file(root / "manifest.json") + "\n")
         return written
 
 
@@ -251,11 +241,17 @@ class Params:
     def load(cls, path: str | Path) -> Params:
         """Read params.npz (float32)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        with np.load(path) as npz:
-            unknown = set(npz.files) - names
-            if unknown:
-                raise ArtifactError(f"{path}: unknown arrays {sorted(unknown)}; re-export the run with `mbmrl export`")
-            return cls(**{k: npz[k].astype(np.float32) for k in npz.files})
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k].astype(np.float32) for k in npz.files}
+        except (OSError, ValueError, EOFError) as e:
+            raise ArtifactError(f"{path} is not a readable npz ({type(e).__name__}: {e}); re-export the run") from e
+        unknown = set(arrays) - names
+        if unknown or not {"h0", "W0"} <= set(arrays):
+            raise ArtifactError(f"{path}: arrays {sorted(arrays)} are not an mbmrl params file; re-export the run")
+        if not all(np.isfinite(v).all() for v in arrays.values()):
+            raise ArtifactError(f"{path}: non-finite learned parameters; re-export the run")
+        return cls(**arrays)
 
     def save(self, path: str | Path) -> None:
         """Write params.npz (the arrays that are set)."""

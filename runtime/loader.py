@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifact import Manifest, Params
+from .artifact import ArtifactError, Manifest, Params
 from .model import Runtime
 from .onnx_dynamics import OnnxDynamics
 
@@ -13,4 +13,11 @@ def load(artifact: str | Path, threads: int = 1, verify: bool = True) -> Runtime
     """Read and (by default) hash-check the artifact, and open its graphs with `threads` intra-op threads."""
     root = Path(artifact)
     manifest = Manifest.load(root, verify=verify)
-    return Runtime(manifest, Params.load(root / manifest.params_file), OnnxDynamics(root, manifest, threads), root)
+    params = Params.load(root / manifest.params_file)
+    m = manifest
+    expected = {"h0": (m.hidden_size,), "W0": (m.feature_dim, m.output_dim)}
+    for name, shape in expected.items():
+        if getattr(params, name).shape != shape:
+            raise ArtifactError(f"{root / m.params_file}: {name} has shape {getattr(params, name).shape}, the "
+                                f"manifest says {shape}; re-export the run")
+    return Runtime(manifest, params, OnnxDynamics(root, manifest, threads), root)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .artifact import ArtifactError, Manifest
+from .artifact import ArtifactError, GraphSpec, Manifest
 from .dynamics import CostTerms, rollout_feeds
 
 
@@ -28,8 +28,20 @@ class OnnxDynamics:
 
     def __init__(self, root: str | Path, manifest: Manifest, threads: int = 1):
         opts = make_session_options(threads)
-        load = lambda g: ort.InferenceSession(str(Path(root) / g.file), opts,  # noqa: E731
-                                              providers=["CPUExecutionProvider"])
+
+        def load(g: GraphSpec) -> ort.InferenceSession:
+            path = Path(root) / g.file
+            try:
+                sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - ORT raises several types; all mean "not this graph"
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ArtifactError(f"{path} is not a loadable ONNX graph ({first}); re-export the run") from e
+            names = tuple(i.name for i in sess.get_inputs())
+            if names != tuple(g.inputs):
+                raise ArtifactError(f"{path} takes inputs {list(names)}, the manifest says {list(g.inputs)}; "
+                                    "re-export the run")
+            return sess
+
         graphs = manifest.graphs
         if "features" not in graphs:
             raise ArtifactError(f"{root}: the manifest lists no features graph")

@@ -61,11 +61,19 @@ def shift_plan(plan: np.ndarray) -> np.ndarray:
 
 
 def mppi_weights(costs: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of -cost / (temperature * spread); the spread makes temperature scale-free. (N,) -> (N,)."""
+    """Softmax of -cost / (temperature * spread); the spread makes temperature scale-free. (N,) -> (N,).
+
+    Never non-finite: a scale that underflows, or weights that do, fall back to the single best sample.
+    """
     c = costs - costs.min()
-    spread = max(float(np.median(c)), 1e-8)
-    w = np.exp(-c / (temperature * spread))
-    return w / w.sum()
+    scale = temperature * max(float(np.median(c)), 1e-8)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        w = np.exp(-c / scale) if scale > 0 else np.zeros_like(c)
+        total = w.sum()
+    if not (np.isfinite(total) and total > 0):
+        w = (c == 0).astype(np.float64)  # argmin (ties share)
+        total = w.sum()
+    return w / total
 
 
 def plan(

@@ -19,19 +19,35 @@ from .dynamics import CostTerms
 from .model import Runtime
 from .modes import make_mode
 from .planner import PlannerConfig, plan, shift_plan
-from .types import ActResult
+from .types import ActResult, PlanningError
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
+MAX_STDS = 1e4  # an input this many training standard deviations away is a units or sensor error, not a state
 
 
 def as_vector(x: Any, dim: int, name: str) -> np.ndarray:
     """`x` as a finite float32 vector of `dim` entries, or a ValueError naming the field."""
-    a = np.asarray(x, dtype=np.float32).reshape(-1)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+        a = np.asarray(x, dtype=np.float32).reshape(-1)
     if a.shape != (dim,):
         raise ValueError(f"{name} must have {dim} entries, got {a.size}")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} must be finite")
     return a
+
+
+def check_scale(x: np.ndarray, mean: np.ndarray | float, std: np.ndarray | float, name: str) -> None:
+    """A ValueError naming the entry of `x` that lies more than MAX_STDS training std devs from `mean`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.abs((x.astype(np.float64) - mean) / std)
+    if not (z <= MAX_STDS).all():
+        i = int(np.argmax(np.where(np.isfinite(z), z, np.inf)))
+        raise ValueError(f"{name}[{i}] = {float(x[i]):.3g} is {float(z[i]):.3g} standard deviations from the data "
+                         f"the model was trained on (limit {MAX_STDS:g}): check its units and the sensor")
+
+
+def _finite(*arrays: Any) -> bool:
+    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
 
 
 class Session:
@@ -85,40 +101,68 @@ class Session:
             }
 
     # ----------------------------------------------------------------- adaptation
-    def observe(self, obs, action, next_obs, reward=None) -> float:
-        """Fold one transition; returns its surprise (normalized squared error of the prior prediction)."""
+    def _transition(self, obs, action, next_obs, reward, where: str = "") -> tuple:
+        """Validated (obs, action, next_obs, reward or None, normalized target y) of one transition."""
         rt = self.rt
-        obs = as_vector(obs, rt.obs_dim, "obs")
-        action = np.clip(as_vector(action, rt.action_dim, "action"), rt.action_low, rt.action_high)
-        next_obs = as_vector(next_obs, rt.obs_dim, "next_obs")
+        obs = as_vector(obs, rt.obs_dim, f"{where}obs")
+        action = np.clip(as_vector(action, rt.action_dim, f"{where}action"), rt.action_low, rt.action_high)
+        next_obs = as_vector(next_obs, rt.obs_dim, f"{where}next_obs")
         r = np.float32(0.0 if reward is None else reward)
         if not np.isfinite(r):
-            raise ValueError("reward must be finite")
-        with self.lock:
-            phi = rt.dynamics.features(obs[None], action[None], self.h[None])[0]  # (D,)
-            y = rt.norm.normalize_target((next_obs - obs)[None], np.array([r]))[0]  # (P,)
-            pred = phi @ self.W  # (P,)
-            surprise = float(np.mean((pred - y)[: rt.obs_dim] ** 2))
-            if reward is None:  # unknown reward: use the model's own prediction, not a zero
-                y[rt.obs_dim] = pred[rt.obs_dim]
-                r = np.float32(rt.norm.reward(pred[None])[0])
-            if self.adapter.adapts_belief:
-                self.h = rt.dynamics.encoder_step(self.h[None], obs[None], action[None], next_obs[None],
-                                                  np.array([[r]], dtype=np.float32))[0]
-            self.state = self.adapter.fold(self.state, phi, y)
-            self.n_observed += 1
-            return surprise
+            raise ValueError(f"{where}reward must be finite")
+        check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, f"{where}obs")
+        y = rt.norm.normalize_target((next_obs - obs)[None], np.array([r]))[0]  # (P,)
+        check_scale(y[: rt.obs_dim], 0.0, 1.0, f"{where}next_obs - obs (normalized)")
+        if reward is not None:
+            check_scale(y[rt.obs_dim :], 0.0, 1.0, f"{where}reward (normalized)")
+        return obs, action, next_obs, (None if reward is None else r), y
+
+    def _fold(self, obs, action, next_obs, reward, y) -> float:
+        """Fold one validated transition (call with the lock held); returns its surprise."""
+        rt = self.rt
+        phi = rt.dynamics.features(obs[None], action[None], self.h[None])[0]  # (D,)
+        pred = phi @ self.W  # (P,)
+        surprise = float(np.mean((pred - y)[: rt.obs_dim] ** 2))
+        r = reward
+        if reward is None:  # unknown reward: use the model's own prediction, not a zero
+            y[rt.obs_dim] = pred[rt.obs_dim]
+            r = np.float32(rt.norm.reward(pred[None])[0])
+        if self.adapter.adapts_belief:
+            self.h = rt.dynamics.encoder_step(self.h[None], obs[None], action[None], next_obs[None],
+                                              np.array([[r]], dtype=np.float32))[0]
+        self.state = self.adapter.fold(self.state, phi, y)
+        self.n_observed += 1
+        return surprise
+
+    def observe(self, obs, action, next_obs, reward=None) -> float:
+        """Fold one transition; returns its surprise (normalized squared error of the prior prediction)."""
+        return self.observe_many([{"obs": obs, "action": action, "next_obs": next_obs, "reward": reward}])[0]
 
     def observe_many(self, transitions: list[dict]) -> list[float]:
-        """Fold transitions in order: each dict has obs, action, next_obs and optional reward."""
+        """Fold transitions in order (dicts with obs, action, next_obs and optional reward), all or none.
+
+        Every transition is validated before any is folded; if folding leaves a non-finite belief,
+        the session is put back as it was. Either way a ValueError names what was wrong.
+        """
+        where = (lambda i: f"transitions[{i}].") if len(transitions) > 1 else (lambda i: "")  # noqa: E731
+        parsed = [self._transition(t["obs"], t["action"], t["next_obs"], t.get("reward"), where(i))
+                  for i, t in enumerate(transitions)]
         with self.lock:
-            return [self.observe(t["obs"], t["action"], t["next_obs"], t.get("reward")) for t in transitions]
+            before = (self.h, self.state, self.n_observed)
+            surprises = [self._fold(*p) for p in parsed]
+            state = [getattr(self.state, f.name) for f in dataclasses.fields(self.state)]
+            if not _finite(self.h, *state, surprises):
+                self.h, self.state, self.n_observed = before
+                raise ValueError("these transitions drive the model's belief to non-finite values; the session "
+                                 "is unchanged (check units and sensors)")
+            return surprises
 
     # ----------------------------------------------------------------- planning
     def act(self, obs, cost: dict | None = None, planner: dict | None = None) -> ActResult:
         """Plan from `obs` under the adapted model; returns the first action and the whole plan."""
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
+        check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
         with self.lock:
             cfg = self.planner.replace(**planner) if planner else self.planner
             rt.check_horizon(cfg.horizon)
@@ -132,9 +176,16 @@ class Session:
                 return rt.dynamics.rollout(obs, h, W, actions, terms)[0]
 
             new_plan = plan(objective, mean, rt.action_low, rt.action_high, cfg, self.rng)
-            costs, states = rt.dynamics.rollout(obs, h, W, new_plan[None], terms)  # (1,), (1, H, obs_dim)
-            self.plan = shift_plan(new_plan)
-            return ActResult(new_plan[0].copy(), new_plan, states[0], float(costs[0]))
+            # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
+            for candidate in (new_plan, mean, self._initial_plan(cfg.horizon)):
+                if _finite(candidate):
+                    costs, states = rt.dynamics.rollout(obs, h, W, candidate[None], terms)  # (1,), (1, H, O)
+                    if _finite(costs, states):
+                        self.plan = shift_plan(candidate)
+                        return ActResult(candidate[0].copy(), candidate, states[0], float(costs[0]),
+                                         fallback=candidate is not new_plan)
+            raise PlanningError("the model predicts non-finite states for every plan from this observation; "
+                                "reset the session or check the observation")
 
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
         """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
@@ -145,6 +196,7 @@ class Session:
         """
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
+        check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 2 or actions.shape[1] != rt.action_dim or len(actions) == 0:
             raise ValueError(f"actions must have shape (T, {rt.action_dim}) with T >= 1, got {actions.shape}")
@@ -162,7 +214,10 @@ class Session:
                 v = self._variance(phi)
                 if v is not None:
                     var.append(v[0, : rt.obs_dim] * rt.norm.delta_std**2)
-            return np.stack(out), (np.stack(var) if var else None)
+            pred, variance = np.stack(out), (np.stack(var) if var else None)
+            if not _finite(pred, variance if variance is not None else 0.0):
+                raise PlanningError("the model predicts non-finite states for these actions; reset the session")
+            return pred, variance
 
     def _variance(self, phi: np.ndarray) -> np.ndarray | None:
         """Predictive variance (B, P), normalized units: the mode's, else the Gaussian head's, else None."""

@@ -15,3 +15,9 @@ class ActResult:
     plan: np.ndarray  # (H, act_dim)
     predicted_obs: np.ndarray  # (H, obs_dim)
     expected_cost: float
+    fallback: bool = False
+    """True when planning produced non-finite numbers and the session kept its last finite plan."""
+
+
+class PlanningError(RuntimeError):
+    """Even the fallback plan gives non-finite predictions: nothing trustworthy to answer (HTTP 503)."""
