@@ -6,8 +6,16 @@ tells a client precisely what to send; models are strict (no `true` or `"1.5"` f
 
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailFast, Field, Tag, field_validator
+from pydantic.functional_validators import BeforeValidator, model_validator
 from pydantic_core import PydanticCustomError
+
+from .api_types import F32, F32_MAX, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
+from .normalization import Normalization
+
+MAX_TARGET_STEPS = 10_000  # rows of a per-step cost.target reference
+MAX_ERRORS = 20  # a 422 lists at most this many problems (and counts them all in error_count)
 
 
 class ErrorMessage(BaseModel):
@@ -25,26 +33,34 @@ class ValidationIssue(BaseModel):
 
 
 class ValidationErrorMessage(BaseModel):
-    """422: one entry per problem; `loc` names the field, `msg` what was expected."""
+    """422: one entry per problem (the first 20); `loc` names the field, `msg` what was expected."""
 
     detail: list[ValidationIssue]
+    error_count: int | None = Field(None, description="how many problems were found (detail lists the first 20)")
 
 
 Responses = dict[int | str, dict[str, Any]]
-TOO_LARGE = "Content Too Large"  # Starlette's body-limit reply (text/plain); chunked bodies get the same
 
 
 def _err(description: str, model: type[BaseModel] = ErrorMessage) -> dict[str, Any]:
     return {"model": model, "description": description}
 
 
-AUTH: Responses = {401: _err("Missing or wrong bearer token (only when the server runs with --token)")}
-BODY: Responses = {
-    413: {"description": "Request body larger than the server's --max-body-bytes (plain text)",
-          "content": {"text/plain": {"schema": {"type": "string", "example": TOO_LARGE}}}},
-    422: _err("Invalid input: wrong field, type, dimension or a non-finite number", ValidationErrorMessage),
+AUTH: Responses = {401: _err("Missing or wrong bearer token (only when the server runs with a token)")}
+LIMITS: Responses = {  # any request: the body guard runs before routing
+    408: _err("The request body did not arrive within the server's --body-timeout (connection closed)"),
+    413: _err("Request body larger than the server's --max-body-bytes (connection closed)"),
 }
-NOT_FOUND: Responses = {404: _err("No session with this id")}
+INVALID: Responses = {422: _err("Invalid input: wrong field, type, dimension, a number that is not finite in float32, "
+                     "a body that is not UTF-8 JSON, or a planner over the server's --max-plan-work",
+                     ValidationErrorMessage)}
+BODY: Responses = {**LIMITS, **INVALID}
+NOT_FOUND: Responses = {404: _err("No session with this id"), **INVALID}  # 422: an id over 64 characters
+NO_FINITE = "the model has no finite prediction from this state (reset the session or check the observation)"
+BUSY: Responses = {503: _err("Every planning slot stayed busy (--plan-slots: retry after Retry-After seconds), "
+                             f"or {NO_FINITE}")}
+DIVERGED: Responses = {503: _err(NO_FINITE[0].upper() + NO_FINITE[1:])}
+SessionId = Annotated[str, Path(max_length=64, description="as returned by POST /v1/sessions")]
 
 
 class Health(BaseModel):
@@ -111,6 +127,8 @@ class Acted(BaseModel):
     plan: list[list[float]]
     predicted_obs: list[list[float]]
     expected_cost: float | None = Field(description="null if it overflowed (non-finite)")
+    fallback: bool = Field(False, description="true if planning gave non-finite values and the session "
+                                              "answered with its last finite plan")
 
 
 class Predicted(BaseModel):
@@ -122,25 +140,19 @@ class Predicted(BaseModel):
 
 # ------------------------------------------------------------------------------------------ request models
 class _Strict(BaseModel):
-    """Strict JSON: no `true`/`"1.5"` for numbers (ints are fine for floats), no NaN/inf, no unknown keys."""
+    """Strict JSON: no `true`/`"1.5"` for numbers (ints are fine for floats; integer fields take 15 or 15.0,
+    not 15.5), no NaN/inf, no unknown keys."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
-
-def _exact_length(n: int, what: str):
-    def check(v: list) -> list:
-        if len(v) != n:
-            raise PydanticCustomError("wrong_length", "must have length {n} ({what}), got {got}",
-                                      {"n": n, "what": what, "got": len(v)})
-        return v
-
-    return check
-
-
-def _vector(n: int, what: str, item: Any = float) -> Any:
-    """A JSON array of exactly `n` finite numbers (the length is in the OpenAPI schema too)."""
-    return Annotated[list[item], AfterValidator(_exact_length(n, what)),
-                     Field(json_schema_extra={"minItems": n, "maxItems": n})]
+    @model_validator(mode="before")
+    @classmethod
+    def _few_keys(cls, data: Any) -> Any:
+        """Many unknown keys are one error, not one per key (validation cost is bounded by the schema)."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + 8:
+            raise PydanticCustomError("extra_forbidden", "extra inputs are not permitted: {n} keys, known: {known}",
+                                      {"n": len(data), "known": ", ".join(cls.model_fields)})
+        return data
 
 
 class RequestModels(NamedTuple):
@@ -153,61 +165,82 @@ class RequestModels(NamedTuple):
 
 
 def build_request_models(
-    obs_dim: int, action_dim: int, modes: list[str], horizons: list[int]
+    obs_dim: int, action_dim: int, modes: list[str], horizons: list[int], norm: Normalization | None = None,
+    max_plan_work: int | None = None,
 ) -> RequestModels:
-    """Strict request bodies with this artifact's dimensions, modes and horizons."""
-    Obs = _vector(obs_dim, "obs_dim")
-    Action = _vector(action_dim, "action_dim")
-    NonNegative = Annotated[float, Field(ge=0)]
+    """Strict request bodies with this artifact's dimensions, modes and horizons; with `norm`, observations
+    and rewards are bounded to what the runtime accepts (`api_types.state_bounds`); `max_plan_work` is stated
+    in the planner's schema (the server checks it: JSON Schema cannot state a product of fields)."""
+    bounds = state_bounds(norm) if norm else ([-F32_MAX] * obs_dim, [F32_MAX] * obs_dim)
+    Obs = vector(obs_dim, "obs_dim", bounds=bounds)
+    Action = vector(action_dim, "action_dim")
+    Weight = Annotated[float, Field(ge=0, le=1e6)]
+    Reward = Annotated[float, Field(ge=reward_bounds(norm)[0], le=reward_bounds(norm)[1])] if norm else F32
+    Horizon = Annotated[int, BeforeValidator(integral), AfterValidator(one_of(horizons)),
+                        Field(json_schema_extra={"enum": horizons})]
+    Target = Annotated[
+        Annotated[Obs, Tag("vector")] | Annotated[list[Obs], Field(min_length=1, max_length=MAX_TARGET_STEPS),  # type: ignore[valid-type]
+                                                  Tag("rows")],
+        Discriminator(lambda v: "rows" if isinstance(v, list) and v and isinstance(v[0], list) else "vector"),
+    ]
 
     class PlannerPatch(_Strict):
-        """Planner fields to override; omitted (or null) fields keep the session's value."""
+        """Planner fields to override; omitted (or null) fields keep the session's value. The effective planner
+        must have samples x iterations x horizon <= x-max-plan-work (else 422, type "plan_work")."""
+
+        model_config = ConfigDict(json_schema_extra={"x-max-plan-work": max_plan_work} if max_plan_work else None)
 
         method: Literal["mppi", "cem"] | None = None
-        horizon: Literal[tuple(horizons)] | None = None  # type: ignore[valid-type]
-        samples: int | None = Field(None, ge=1, le=8192)
-        iterations: int | None = Field(None, ge=1, le=20)
-        temperature: float | None = Field(None, gt=0, le=1e6)
-        noise_scale: float | None = Field(None, gt=0, le=10)
+        horizon: Horizon | None = None  # type: ignore[valid-type]
+        samples: integer(1, 8192) | None = None  # type: ignore[valid-type]
+        iterations: integer(1, 20) | None = None  # type: ignore[valid-type]
+        temperature: float | None = Field(None, ge=1e-3, le=1e6)  # smaller ones underflow the MPPI weights
+        noise_scale: float | None = Field(None, ge=1e-3, le=10)
         elite_frac: float | None = Field(None, gt=0, le=1)
 
     class CostPatch(_Strict):
         """Cost fields to override; `target` is one obs vector or a reference of H of them."""
 
-        target: list[float] | list[list[float]] | None = Field(
-            None, description=f"({obs_dim},) or (H, {obs_dim})"
+        target: Target | None = Field(  # type: ignore[valid-type]
+            None, description=f"({obs_dim},) or (H, {obs_dim}) with 1 <= H <= {MAX_TARGET_STEPS}"
         )
-        q: _vector(obs_dim, "obs_dim", NonNegative) | None = None  # type: ignore[valid-type]
-        r: _vector(action_dim, "action_dim", NonNegative) | None = None  # type: ignore[valid-type]
+        q: vector(obs_dim, "obs_dim", Weight) | None = None  # type: ignore[valid-type]
+        r: vector(action_dim, "action_dim", Weight) | None = None  # type: ignore[valid-type]
         terminal_weight: float | None = Field(None, ge=0, le=1e6)
         reward_weight: float | None = Field(None, ge=-1e6, le=1e6)
         uncertainty_weight: float | None = Field(None, ge=0, le=1e6)
 
-        @field_validator("target")
+        @field_validator("target", mode="before")
         @classmethod
-        def _target_shape(cls, v):
-            rows = v if v and isinstance(v[0], list) else [v]
-            if v is not None and not (1 <= len(rows) <= 10_000 and all(len(row) == obs_dim for row in rows)):
-                raise PydanticCustomError(
-                    "wrong_shape", "expected shape ({d},) or (H, {d}) with 1 <= H <= 10000", {"d": obs_dim}
-                )
-            return v
+        def _target_shape(cls, v):  # before item validation: cheap, and one clear message
+            rows = v if isinstance(v, list) and v and isinstance(v[0], list) else [v]
+            if v is not None and not (
+                1 <= len(rows) <= MAX_TARGET_STEPS and all(isinstance(r, list) and len(r) == obs_dim for r in rows)
+            ):
+                raise PydanticCustomError("wrong_shape", "expected shape ({d},) or (H, {d}) with 1 <= H <= {h}",
+                                          {"d": obs_dim, "h": MAX_TARGET_STEPS})
+            if v is not None and not all(type(x) in (int, float) and a <= x <= b
+                                         for row in rows for x, a, b in zip(row, *bounds, strict=True)):
+                raise PydanticCustomError("out_of_range", "every entry should be a number within the obs bounds "
+                                          "(prefixItems in the schema: 1e4 training standard deviations)")
+            return v  # (up to 10k rows: one error here rather than one per entry below)
 
     class CreateSession(_Strict):
-        mode: Literal[tuple(modes)] | None = None  # type: ignore[valid-type]
+        mode: Literal[tuple(modes)] | None = Field(None, description="null: the artifact's default mode")  # type: ignore[valid-type]
         planner: PlannerPatch | None = None
         cost: CostPatch | None = None
-        seed: int | None = Field(None, ge=0, le=2**63 - 1)
-        task_params: dict[str, float] | None = Field(None, max_length=64)
+        seed: integer(0, 2**53 - 1) | None = None  # type: ignore[valid-type]
+        task_params: Annotated[dict[str, F32], BeforeValidator(at_most(64)),
+                               Field(json_schema_extra={"maxProperties": 64})] | None = None
 
     class Transition(_Strict):
         obs: Obs  # type: ignore[valid-type]
         action: Action  # type: ignore[valid-type]
         next_obs: Obs  # type: ignore[valid-type]
-        reward: float | None = None
+        reward: Reward | None = None  # type: ignore[valid-type]
 
     class ObserveRequest(_Strict):
-        transitions: list[Transition] = Field(min_length=1, max_length=1000)
+        transitions: Annotated[list[Transition], FailFast()] = Field(min_length=1, max_length=1000)
 
     class ActRequest(_Strict):
         obs: Obs  # type: ignore[valid-type]
@@ -216,7 +249,7 @@ def build_request_models(
 
     class PredictRequest(_Strict):
         obs: Obs  # type: ignore[valid-type]
-        actions: list[Action] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
+        actions: Annotated[list[Action], FailFast()] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
 
     return RequestModels(CreateSession, ObserveRequest, ActRequest, PredictRequest)
 

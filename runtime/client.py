@@ -9,7 +9,9 @@
     apply(result.action)
 
 One persistent keep-alive connection per `Client` keeps latency low; it reconnects when the
-server closed it. Errors raise `ApiError(status, detail)`.
+server closed it, and sends the request once more with the same `Idempotency-Key` header (every POST
+carries a fresh one), so a request the server already applied is not applied twice. Errors raise
+`ApiError(status, detail)`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,6 +93,8 @@ class Client:
         headers = dict(self.headers)
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        if method == "POST":  # one key per logical request, sent again on the retry: the server applies it once
+            headers["Idempotency-Key"] = uuid.uuid4().hex
         with self._lock:
             status, data = self._send(method, self.prefix + path, payload, headers)
         text = data.decode("utf-8", errors="replace")
@@ -121,6 +126,9 @@ class Client:
             except OSError as e:  # refused, unreachable, timed out
                 self.close()
                 raise ApiError(0, f"cannot reach {self.host}:{self.port}: {e}") from e
+            except http.client.HTTPException as e:  # the answer broke off (the server died mid-reply)
+                self.close()
+                raise ApiError(0, f"no complete answer from {self.host}:{self.port}: {e!r}") from e
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -195,6 +203,7 @@ class RemoteSession:
             plan=np.asarray(out["plan"], dtype=np.float32),  # (H, act_dim)
             predicted_obs=np.asarray(out["predicted_obs"], dtype=np.float32),  # (H, obs_dim)
             expected_cost=float("nan") if cost_value is None else float(cost_value),
+            fallback=bool(out.get("fallback", False)),  # the server kept its last finite plan
         )
 
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:

@@ -12,17 +12,20 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_models import (  # noqa: F401  (re-exported: the schemas are part of the server's API)
     AUTH,
     BODY,
+    BUSY,
+    DIVERGED,
+    LIMITS,
     NOT_FOUND,
-    TOO_LARGE,
     Acted,
     ErrorMessage,
     Health,
@@ -31,6 +34,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     Predicted,
     RequestModels,
     SessionCreated,
+    SessionId,
     SessionInfo,
     SessionList,
     ValidationErrorMessage,
@@ -38,33 +42,16 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     build_request_models,
 )
 from .artifact import FORMAT_VERSION, Manifest
+from .http_guards import BodyGuard, PlanSlots, check_plan_work, on_http_error, on_planning_error, on_validation_error
 from .loader import load
 from .model import Runtime
-from .session_store import SessionStore, TooManySessions, UnknownSession  # noqa: F401
+from .session import Session
+from .session_store import PersistError, SessionStore, TooManySessions, UnknownSession  # noqa: F401
+from .types import PlanningError
 
 log = logging.getLogger("mbmrl.serve")
 
 UNAUTHORIZED = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
-
-
-def _sanitized_errors(exc: RequestValidationError) -> list[dict]:
-    """Validation errors without `input`/`ctx`: never echo (possibly non-finite) client input."""
-    return [
-        {
-            "loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)],
-            "msg": str(e.get("msg", "invalid")),
-            "type": str(e.get("type", "value_error")),
-        }
-        for e in exc.errors()
-    ]
-
-
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": _sanitized_errors(exc)})
-
-
-async def _on_too_large(request: Request, exc: HTTPException) -> PlainTextResponse:
-    return PlainTextResponse(TOO_LARGE, status_code=413)
 
 
 @contextmanager
@@ -112,17 +99,31 @@ def _store(request: Request) -> SessionStore:
 Store = Annotated[SessionStore, Depends(_store)]
 
 
+UNAVAILABLE: dict[int | str, dict] = {
+    503: _err("The change could not be saved (disk full?) and was not applied: retry later")}
+Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128, description=(
+    "one per logical request, repeated on its retries: a repeat gets the first answer and is not applied again"))]
+
+
 @contextmanager
-def _session(store: SessionStore, session_id: str, *, persist: bool = False):
-    """The session under its lock; client errors become 422, and a change is persisted before unlocking."""
+def _errors() -> Iterator[None]:
+    """Unknown session: 404; a ValueError: 422; a change that could not be saved (PersistError): 503."""
     try:
-        entry = store.get(session_id)
+        with _client_errors():
+            yield
     except UnknownSession as e:
         raise HTTPException(404, detail=str(e)) from e
-    with entry.session.lock, _client_errors():
-        yield entry.session
-        if persist:
-            store.persist(session_id, entry)
+    except PersistError as e:
+        raise HTTPException(503, detail=str(e), headers={"Retry-After": "1"}) from e
+
+
+@contextmanager
+def _session(store: SessionStore, session_id: str):
+    """The session under its lock, for routes that change nothing (changes go through `store.apply`)."""
+    with _errors():
+        entry = store.get(session_id)
+        with entry.session.lock:
+            yield entry.session
 
 
 def create_app(
@@ -133,37 +134,60 @@ def create_app(
     threads: int = 1,
     max_body_bytes: int = 1_000_000,
     max_sessions: int = 1024,
+    fsync_interval_ms: int = 0,
+    snapshot_every: int = 200,
+    session_ttl_s: float = 86400.0,
+    body_timeout: float = 5.0,
+    max_plan_work: int = 256 * 4 * 30,
+    plan_slots: int = 2,
+    docs: bool = False,
+    runtime: Runtime | None = None,
 ) -> FastAPI:
-    """The HTTP API for one artifact; the model is loaded when the app starts (lifespan)."""
+    """The HTTP API for one artifact; the model is loaded when the app starts (lifespan).
+
+    Bodies over `max_body_bytes` get 413, bodies slower than `body_timeout` s 408 (`BodyGuard`); a planner with
+    samples x iterations x horizon over `max_plan_work` gets 422; at most `plan_slots` acts plan at once.
+    `docs`: serve Swagger UI at /docs and ReDoc at /redoc (they load their assets from a CDN). `runtime`: the
+    artifact already loaded (and verified) with `load(artifact)`, else the lifespan loads it.
+    """
     manifest = Manifest.load(artifact, verify=False)  # dims for the request schemas; verified in lifespan
     m: RequestModels = build_request_models(obs_dim=manifest.obs_dim, action_dim=manifest.action_dim,
-                                            modes=sorted(manifest.modes), horizons=manifest.horizons)
+                                            modes=sorted(manifest.modes), horizons=manifest.horizons,
+                                            norm=manifest.normalization, max_plan_work=max_plan_work)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rt = load(artifact, threads=threads)
+        rt = runtime or load(artifact, threads=threads)
         app.state.runtime = rt
-        app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions)
+        app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions, ttl_s=session_ttl_s,
+                                       fsync_interval_ms=fsync_interval_ms, snapshot_every=snapshot_every)
         n = app.state.store.restore()
         if n:
             log.warning("restored %d session(s) from %s", n, state_dir)
         yield
+        app.state.store.close()  # clean shutdown: plans and RNG states reach the disk too
 
     app = FastAPI(
-        title="mbmrl runtime", version="1", lifespan=lifespan, max_body_size=max_body_bytes,
-        description="Adapt a meta-trained dynamics model per session and plan actions with MPC (DESIGN §5).",
-        exception_handlers={RequestValidationError: _on_validation_error, 413: _on_too_large},
+        title="mbmrl runtime", version="1", lifespan=lifespan, docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        description="Adapt a meta-trained dynamics model per session and plan actions with MPC (DESIGN §5). "
+                    "Numbers must be finite in float32; integer fields take JSON integers only (15, not 15.0); "
+                    "a route answers a method it does not list with 405 and an Allow header.",
+        exception_handlers={RequestValidationError: on_validation_error, StarletteHTTPException: on_http_error,
+                            PlanningError: on_planning_error},
     )
-    deps = [Depends(HTTPBearer(auto_error=False, description="the server's --token"))] if token else []
-    if token:
+    plan_slots_ = app.state.plan_slots = PlanSlots(plan_slots)
+    deps = [Depends(HTTPBearer(auto_error=False, description="the server's token"))] if token else []
+    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout=body_timeout)
+    if token:  # added last: outermost, so a request without the token is refused before its body is read
         app.add_middleware(BearerAuth, token=token)
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, responses=LIMITS, tags=["health"])
     def healthz() -> dict:
         """Liveness probe; never needs the token."""
         return {"status": "ok"}
 
-    @app.get("/v1/model", response_model=ModelInfo, responses=AUTH, tags=["model"], dependencies=deps)
+    @app.get("/v1/model", response_model=ModelInfo, responses={**AUTH, **LIMITS}, tags=["model"], dependencies=deps)
     def model(request: Request) -> dict:
         """Dimensions, names, bounds, modes and defaults of the loaded artifact."""
         rt: Runtime = request.app.state.runtime
@@ -180,72 +204,87 @@ def create_app(
         }
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
-              responses={**AUTH, **BODY, 429: _err("Too many sessions: delete some first")},
+              responses={**AUTH, **BODY, 429: _err("Too many sessions: delete some first"), **UNAVAILABLE},
               dependencies=deps)
-    def create_session(body: m.CreateSession, store: Store) -> dict:  # type: ignore[name-defined]
+    def create_session(body: m.CreateSession, store: Store,  # type: ignore[name-defined]
+                       idempotency_key: Key = None) -> dict:
         """Start an adaptation session (prior belief, empty plan)."""
-        with _client_errors():
+        check_plan_work(store.rt.default_planner.to_dict(), _patch(body.planner), max_plan_work)
+        with _errors():
             try:
                 session_id, session = store.create(
                     mode=body.mode, planner=_patch(body.planner), cost=_patch(body.cost),
-                    seed=body.seed, task_params=body.task_params,
+                    seed=body.seed, task_params=body.task_params, key=idempotency_key,
                 )
             except TooManySessions as e:
                 raise HTTPException(429, detail=str(e)) from e
         return {"session_id": session_id, "mode": session.mode}
 
-    @app.get("/v1/sessions", response_model=SessionList, responses=AUTH, tags=["sessions"], dependencies=deps)
+    @app.get("/v1/sessions", response_model=SessionList, responses={**AUTH, **LIMITS}, tags=["sessions"],
+             dependencies=deps)
     def list_sessions(store: Store) -> dict:
         """Ids of the live sessions."""
         return {"sessions": store.ids()}
 
-    @app.get("/v1/sessions/{session_id}", response_model=SessionInfo, responses={**AUTH, **NOT_FOUND},
+    @app.get("/v1/sessions/{session_id}", response_model=SessionInfo, responses={**AUTH, **LIMITS, **NOT_FOUND},
              tags=["sessions"], dependencies=deps)
-    def session_info(session_id: str, store: Store) -> dict:
+    def session_info(session_id: SessionId, store: Store) -> dict:
         """Mode, counters, planner, cost and how far the belief moved from the prior."""
         with _session(store, session_id) as s:
             return {"session_id": session_id, **s.info()}
 
     @app.post("/v1/sessions/{session_id}/observe", response_model=Observed, tags=["sessions"],
-              responses={**AUTH, **BODY, **NOT_FOUND}, dependencies=deps)
-    def observe(session_id: str, body: m.ObserveRequest, store: Store) -> dict:  # type: ignore[name-defined]
-        """Fold transitions into the belief; `surprise` is the prior's error on each one."""
-        with _session(store, session_id, persist=True) as s:
-            surprise = s.observe_many([t.model_dump() for t in body.transitions])
-            return {"n_observed": s.n_observed, "surprise": surprise}
+              responses={**AUTH, **BODY, **NOT_FOUND, **UNAVAILABLE}, dependencies=deps)
+    def observe(session_id: SessionId, body: m.ObserveRequest, store: Store,  # type: ignore[name-defined]
+                idempotency_key: Key = None) -> dict:
+        """Fold transitions into the belief (all or none, journaled before the answer); `surprise` is the
+        prior's error on each one."""
+        ts = [t.model_dump() for t in body.transitions]
+        with _errors():
+            return store.apply(session_id, "observe", lambda s: {"surprise": s.observe_many(ts),
+                                                                 "n_observed": s.n_observed},
+                               key=idempotency_key, transitions=ts)
 
     @app.post("/v1/sessions/{session_id}/act", response_model=Acted, tags=["sessions"],
-              responses={**AUTH, **BODY, **NOT_FOUND}, dependencies=deps)
-    def act(session_id: str, body: m.ActRequest, store: Store) -> dict:  # type: ignore[name-defined]
+              responses={**AUTH, **BODY, **NOT_FOUND, **BUSY}, dependencies=deps)
+    def act(session_id: SessionId, body: m.ActRequest, store: Store,  # type: ignore[name-defined]
+            idempotency_key: Key = None) -> dict:
         """Plan from `obs` under the adapted model (MPC): the action to apply now and the plan."""
-        with _session(store, session_id, persist=True) as s:
-            r = s.act(body.obs, cost=_patch(body.cost), planner=_patch(body.planner))
+        def run(s: Session) -> dict:
+            check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
+            with plan_slots_.slot():
+                r = s.act(body.obs, cost=_patch(body.cost), planner=_patch(body.planner))
             return {"action": r.action.tolist(), "plan": r.plan.tolist(),
-                    "predicted_obs": r.predicted_obs.tolist(), "expected_cost": r.expected_cost}
+                    "predicted_obs": r.predicted_obs.tolist(), "expected_cost": r.expected_cost,
+                    "fallback": bool(getattr(r, "fallback", False))}
+
+        with _errors():
+            return store.apply(session_id, "act", run, key=idempotency_key)
 
     @app.post("/v1/sessions/{session_id}/predict", response_model=Predicted, tags=["sessions"],
-              responses={**AUTH, **BODY, **NOT_FOUND}, dependencies=deps)
-    def predict(session_id: str, body: m.PredictRequest, store: Store) -> dict:  # type: ignore[name-defined]
+              responses={**AUTH, **BODY, **NOT_FOUND, **DIVERGED}, dependencies=deps)
+    def predict(session_id: SessionId, body: m.PredictRequest, store: Store) -> dict:  # type: ignore[name-defined]
         """Open-loop prediction under the adapted model; variance only in bayes mode."""
         with _session(store, session_id) as s:
             obs, var = s.predict(body.obs, body.actions)
             return {"predicted_obs": obs.tolist(), "predicted_var": None if var is None else var.tolist()}
 
     @app.post("/v1/sessions/{session_id}/reset", response_model=SessionInfo, tags=["sessions"],
-              responses={**AUTH, **NOT_FOUND}, dependencies=deps)
-    def reset(session_id: str, store: Store) -> dict:
+              responses={**AUTH, **LIMITS, **NOT_FOUND, **UNAVAILABLE}, dependencies=deps)
+    def reset(session_id: SessionId, store: Store, idempotency_key: Key = None) -> dict:
         """Forget everything observed: back to the prior belief and an empty plan."""
-        with _session(store, session_id, persist=True) as s:
+        def run(s: Session) -> dict:
             s.reset()
             return {"session_id": session_id, **s.info()}
 
+        with _errors():
+            return store.apply(session_id, "reset", run, key=idempotency_key)
+
     @app.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["sessions"],
-                responses={**AUTH, **NOT_FOUND}, dependencies=deps)
-    def delete_session(session_id: str, store: Store) -> None:
+                responses={**AUTH, **LIMITS, **NOT_FOUND}, dependencies=deps)
+    def delete_session(session_id: SessionId, store: Store) -> None:
         """End a session and remove its persisted state."""
-        try:
+        with _errors():
             store.delete(session_id)
-        except UnknownSession as e:
-            raise HTTPException(404, detail=str(e)) from e
 
     return app

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from mbmrl.runtime import ArtifactError, Manifest, Session, load
+from mbmrl.runtime.artifact import DIGEST, sha256_file
 
 OBS = np.array([-1.0, 0.0, 0.0], np.float32)  # hanging down
 
@@ -142,6 +143,7 @@ def test_a_tampered_artifact_is_refused(tiny_artifact, tmp_path):
     m = json.loads((copy / "manifest.json").read_text())
     m["format_version"] = 1  # written before the typed contract: refused with what to do
     (copy / "manifest.json").write_text(json.dumps(m))
+    (copy / DIGEST).write_text(sha256_file(copy / "manifest.json"))
     with pytest.raises(ArtifactError, match="format_version 1 is not supported.*re-export"):
         Manifest.load(copy)
     with pytest.raises(ArtifactError, match="no manifest"):
