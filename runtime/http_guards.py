@@ -5,6 +5,7 @@ independent of the FastAPI release), bounded 422 bodies, and a compute budget an
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,3 +141,35 @@ class PlanSlots:
             yield
         finally:
             self._slots.release()
+
+
+UNAUTHORIZED = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
+DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+
+
+def _authorized(header: bytes | None, token: bytes) -> bool:
+    if not header or not header[:7].lower() == b"bearer ":
+        return False
+    return secrets.compare_digest(header[7:].strip(), token)
+
+
+class BearerAuth:
+    """ASGI middleware: every path but the `public` ones needs `Authorization: Bearer <token>` (checked first).
+
+    /healthz is public; with --docs so are the docs pages and the schema (a browser cannot send the header).
+    """
+
+    def __init__(self, app, token: str, public: tuple[str, ...] = ("/healthz",)):
+        self.app = app
+        self.token = token.encode()
+        self.public = set(public)
+
+    async def __call__(self, scope, receive, send):
+        """ASGI entry: reject a request without the right token before it reaches the app."""
+        if scope["type"] == "http" and scope["path"] not in self.public:
+            header = dict(scope["headers"]).get(b"authorization")
+            if not _authorized(header, self.token):
+                response = JSONResponse({"detail": UNAUTHORIZED}, 401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

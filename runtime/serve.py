@@ -51,6 +51,8 @@ class ServeConfig:
                 "the OpenAPI schema is always at /openapi.json"})
     max_sessions: int = field(default=1024, metadata={
         "help": "more concurrent sessions get 429; a restart restores the most recently used this many"})
+    max_sessions_per_client: int = field(default=256, metadata={
+        "help": "sessions one client address may hold (more get 429); 0: no per-client quota"})
     log_level: str = field(default="warning", metadata={
         "help": "uvicorn log level (debug, info, warning, error)"})
 
@@ -70,6 +72,7 @@ def serve(cfg: ServeConfig) -> None:
     app = create_app(cfg.artifact, runtime=runtime, token=token or None, state_dir=cfg.state_dir or None,
                      threads=cfg.threads,
                      max_body_bytes=cfg.max_body_bytes, max_sessions=cfg.max_sessions,
+                     max_sessions_per_client=cfg.max_sessions_per_client,
                      fsync_interval_ms=cfg.fsync_interval_ms, snapshot_every=cfg.snapshot_every,
                      session_ttl_s=cfg.session_ttl_s, body_timeout=cfg.body_timeout,
                      max_plan_work=cfg.max_plan_work, plan_slots=cfg.plan_slots, docs=cfg.docs)

@@ -6,7 +6,6 @@ vector has its exact dimension in the OpenAPI schema. Client mistakes are 4xx, n
 """
 
 import logging
-import secrets
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,7 +40,16 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     build_request_models,
 )
 from .artifact import FORMAT_VERSION, Manifest
-from .http_guards import BodyGuard, PlanSlots, check_plan_work, on_http_error, on_planning_error, on_validation_error
+from .http_guards import (
+    DOC_PATHS,
+    BearerAuth,
+    BodyGuard,
+    PlanSlots,
+    check_plan_work,
+    on_http_error,
+    on_planning_error,
+    on_validation_error,
+)
 from .loader import load
 from .model import Runtime
 from .session import Session
@@ -50,8 +57,6 @@ from .session_store import PersistError, SessionStore, TooManySessions, UnknownS
 from .types import PlanningError
 
 log = logging.getLogger("mbmrl.serve")
-
-UNAUTHORIZED = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
 
 
 @contextmanager
@@ -62,29 +67,6 @@ def _client_errors() -> Iterator[None]:
     except ValueError as e:
         raise HTTPException(422, detail=[{"loc": ["body"], "msg": str(e), "type": "value_error"}]) from e
 
-
-def _authorized(header: bytes | None, token: bytes) -> bool:
-    if not header or not header[:7].lower() == b"bearer ":
-        return False
-    return secrets.compare_digest(header[7:].strip(), token)
-
-
-class BearerAuth:
-    """ASGI middleware: every path but /healthz needs `Authorization: Bearer <token>` (checked first)."""
-
-    def __init__(self, app, token: str):
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope, receive, send):
-        """ASGI entry: reject a request without the right token before it reaches the app."""
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            header = dict(scope["headers"]).get(b"authorization")
-            if not _authorized(header, self.token):
-                response = JSONResponse({"detail": UNAUTHORIZED}, 401, headers={"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _patch(model: BaseModel | None) -> dict | None:
@@ -134,6 +116,7 @@ def create_app(
     threads: int = 1,
     max_body_bytes: int = 1_000_000,
     max_sessions: int = 1024,
+    max_sessions_per_client: int = 0,
     fsync_interval_ms: int = 0,
     snapshot_every: int = 200,
     session_ttl_s: float = 86400.0,
@@ -160,7 +143,8 @@ def create_app(
         rt = runtime or load(artifact, threads=threads)
         app.state.runtime = rt
         app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions, ttl_s=session_ttl_s,
-                                       fsync_interval_ms=fsync_interval_ms, snapshot_every=snapshot_every)
+                                       fsync_interval_ms=fsync_interval_ms, snapshot_every=snapshot_every,
+                                       max_per_client=max_sessions_per_client)
         n = app.state.store.restore()
         if n:
             log.warning("restored %d session(s) from %s", n, state_dir)
@@ -180,7 +164,7 @@ def create_app(
     deps = [Depends(HTTPBearer(auto_error=False, description="the server's token"))] if token else []
     app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout=body_timeout)
     if token:  # added last: outermost, so a request without the token is refused before its body is read
-        app.add_middleware(BearerAuth, token=token)
+        app.add_middleware(BearerAuth, token=token, public=("/healthz",) + DOC_PATHS * docs)
 
     @app.get("/healthz", response_model=Health, responses=LIMITS, tags=["health"])
     def healthz() -> dict:
@@ -206,7 +190,7 @@ def create_app(
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
               responses={**AUTH, **BODY, 429: _err("Too many sessions: delete some first"), **UNAVAILABLE},
               dependencies=deps)
-    def create_session(body: m.CreateSession, store: Store,  # type: ignore[name-defined]
+    def create_session(body: m.CreateSession, store: Store, request: Request,  # type: ignore[name-defined]
                        idempotency_key: Key = None) -> dict:
         """Start an adaptation session (prior belief, empty plan)."""
         check_plan_work(store.rt.default_planner.to_dict(), _patch(body.planner), max_plan_work)
@@ -215,6 +199,7 @@ def create_app(
                 session_id, session = store.create(
                     mode=body.mode, planner=_patch(body.planner), cost=_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
+                    owner=request.client.host if request.client else None,
                 )
             except TooManySessions as e:
                 raise HTTPException(429, detail=str(e)) from e

@@ -43,10 +43,11 @@ class SessionStore:
     ID = re.compile(r"[0-9a-f]{32}")
 
     def __init__(self, rt: Runtime, state_dir: str | Path | None = None, max_sessions: int = 1024, *,
-                 fsync_interval_ms: int = 0, snapshot_every: int = 200, ttl_s: float = 86400.0):
+                 fsync_interval_ms: int = 0, snapshot_every: int = 200, ttl_s: float = 86400.0,
+                 max_per_client: int = 0):
         if ttl_s < 0:
             raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
-        self.rt, self.max_sessions, self.ttl_s = rt, max_sessions, ttl_s
+        self.rt, self.max_sessions, self.ttl_s, self.max_per_client = rt, max_sessions, ttl_s, max_per_client
         self.artifact_id = sha256_file(rt.path / "manifest.json") if rt.path else "in-memory"
         self.disk = SessionDisk(state_dir, rt, self.artifact_id, fsync_interval_ms=fsync_interval_ms,
                                 snapshot_every=snapshot_every) if state_dir else None
@@ -82,7 +83,7 @@ class SessionStore:
                              "DELETE, after --session-ttl-s idle, or on restart without --state-dir)")
 
     def create(self, mode=None, planner=None, cost=None, seed=None, task_params=None,
-               key: str | None = None) -> tuple[str, Session]:
+               key: str | None = None, owner: str | None = None) -> tuple[str, Session]:
         """A new session (ValueError for bad settings, TooManySessions when full, PersistError when it can't be
         saved: then nothing is left behind); a repeated idempotency `key` returns the session it created."""
         self._expire()
@@ -90,10 +91,11 @@ class SessionStore:
             known = self._entries.get(self._created.get(key, "")) if key else None
             if key and known is not None:
                 return self._created[key], known.session
-            self._check_room()
+            self._check_room(owner)
         session = Session(self.rt, mode, planner=planner, cost=cost, seed=seed, task_params=task_params)
         meta = {"mode": session.mode, "planner": session.planner.to_dict(), "cost": session.cost.to_dict(),
-                "seed": seed, "task_params": task_params, "artifact": self.artifact_id, "generation": 0}
+                "seed": seed, "task_params": task_params, "artifact": self.artifact_id, "generation": 0,
+                "owner": owner}
         session_id, entry = secrets.token_hex(16), Entry(session, meta, last_used=time.time())
         with session.lock:
             if self.disk:
@@ -104,7 +106,7 @@ class SessionStore:
                     raise
             with self._lock:
                 try:
-                    self._check_room()
+                    self._check_room(owner)
                 except TooManySessions:
                     if self.disk:
                         self.disk.remove(session_id)
@@ -184,11 +186,16 @@ class SessionStore:
             log.warning("session %s evicted: idle for more than %g s", session_id, self.ttl_s)
             self._evict(session_id, entry)
 
-    def _check_room(self) -> None:
-        """TooManySessions unless there is room for one more (store lock held)."""
+    def _check_room(self, owner: str | None = None) -> None:
+        """TooManySessions unless there is room for one more, also for this client (store lock held)."""
         if len(self._entries) >= self.max_sessions:
             raise TooManySessions(f"this server holds its maximum of {self.max_sessions} sessions: "
                                   "DELETE /v1/sessions/{id} the ones you no longer need")
+        if self.max_per_client and owner is not None:
+            held = sum(1 for e in self._entries.values() if e.meta.get("owner") == owner)
+            if held >= self.max_per_client:
+                raise TooManySessions(f"client {owner} holds its maximum of {self.max_per_client} sessions: "
+                                      "DELETE /v1/sessions/{id} the ones you no longer need")
 
     # ----------------------------------------------------------------- restore
     def restore(self) -> int:

@@ -276,6 +276,12 @@ def test_docs_are_off_by_default_and_on_with_the_flag(server, tiny_artifact):
         assert s.call("GET", "/docs")[0] == 200 and s.call("GET", "/redoc")[0] == 200
     finally:
         s.stop()
+    s = Server.start(tiny_artifact, "--docs", token="t0ken")  # a browser cannot send the bearer header
+    try:
+        assert s.call("GET", "/docs", token="")[0] == 200 and s.call("GET", "/openapi.json", token="")[0] == 200
+        assert s.call("GET", "/v1/model", token="")[0] == 401
+    finally:
+        s.stop()
 
 
 def test_the_startup_line_comes_only_after_the_artifact_is_verified_and_loaded(tiny_artifact, tmp_path):

@@ -402,3 +402,32 @@ def test_kill_9_during_observe_traffic_loses_no_acknowledged_transition(tiny_art
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     print(f"10 kill -9 trials, all acknowledged transitions back, exactly: {outcomes}")
+
+
+def test_one_client_cannot_take_every_session(rt):
+    store = SessionStore(rt, max_sessions=10, max_per_client=2)
+    for _ in range(2):
+        store.create(owner="10.0.0.7")
+    with pytest.raises(TooManySessions, match="client 10.0.0.7 holds its maximum of 2"):
+        store.create(owner="10.0.0.7")
+    store.create(owner="10.0.0.8")  # another robot still gets one
+    assert len(store.ids()) == 3
+
+
+@pytest.mark.parametrize("trial", range(10))
+def test_ten_power_cuts_at_random_points_of_the_journal_tail_lose_nothing_acknowledged(rt, tmp_path, trial):
+    """The in-flight batch's record is cut at a random byte (or its pages hold zeros or noise): every batch the
+    store acknowledged comes back exactly, and the session journals on from there."""
+    rng = np.random.default_rng(trial)
+    store = SessionStore(rt, tmp_path, snapshot_every=1000)
+    sid, _ = store.create(mode="bayes", seed=0)
+    ts = transitions(int(rng.integers(3, 20)), reward=False)
+    observe(store, sid, ts)
+    journal = tmp_path / f"{sid}.journal"
+    record = jn.frame(jn.encode_transitions(transitions(3, seed=trial), 3, 1))
+    cut = int(rng.integers(1, len(record)))
+    tail = [record[:cut], b"\0" * cut, record[:8] + rng.bytes(max(cut - 8, 0))][trial % 3]
+    journal.write_bytes(journal.read_bytes() + tail)
+    again = SessionStore(rt, tmp_path, snapshot_every=1000)
+    again.restore()
+    same_belief(again.get(sid).session, reference(rt, ts))
