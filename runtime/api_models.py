@@ -131,6 +131,13 @@ class Acted(BaseModel):
                                               "answered with its last finite plan")
 
 
+class Stepped(Acted):
+    """POST step: the act reply, plus the folded transition's surprise (null on a first step) and the count."""
+
+    surprise: float | None
+    n_observed: int
+
+
 class Predicted(BaseModel):
     """POST predict: open-loop predicted observations (and variance where the mode has one)."""
 
@@ -162,6 +169,7 @@ class RequestModels(NamedTuple):
     ObserveRequest: type[_Strict]
     ActRequest: type[_Strict]
     PredictRequest: type[_Strict]
+    StepRequest: type[_Strict]
 
 
 def build_request_models(
@@ -251,6 +259,11 @@ def build_request_models(
         obs: Obs  # type: ignore[valid-type]
         actions: Annotated[list[Action], FailFast()] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
 
-    return RequestModels(CreateSession, ObserveRequest, ActRequest, PredictRequest)
+    class StepRequest(ActRequest):
+        """One control step: the previous transition (omit on the first step), then plan from `obs`."""
+
+        transition: Transition | None = None
+
+    return RequestModels(CreateSession, ObserveRequest, ActRequest, PredictRequest, StepRequest)
 
 

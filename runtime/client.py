@@ -67,6 +67,28 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _plan_body(obs: Any, cost: dict | None, planner: dict | None) -> dict[str, Any]:
+    """The body of act and step: obs, and the cost and planner overrides that are set."""
+    body: dict[str, Any] = {"obs": obs}
+    if cost:
+        body["cost"] = cost
+    if planner:
+        body["planner"] = planner
+    return body
+
+
+def _act_result(out: dict) -> ActResult:
+    """An act or step reply as numpy arrays (a null cost, i.e. non-finite on the server, becomes NaN)."""
+    cost = out["expected_cost"]
+    return ActResult(
+        action=np.asarray(out["action"], dtype=np.float32),  # (act_dim,)
+        plan=np.asarray(out["plan"], dtype=np.float32),  # (H, act_dim)
+        predicted_obs=np.asarray(out["predicted_obs"], dtype=np.float32),  # (H, obs_dim)
+        expected_cost=float("nan") if cost is None else float(cost),
+        fallback=bool(out.get("fallback", False)),  # the server kept its last finite plan
+    )
+
+
 class Client:
     """Talks to one `mbmrl serve` server. Thread-safe (requests are serialized on one connection)."""
 
@@ -190,21 +212,17 @@ class RemoteSession:
 
     def act(self, obs, cost: dict | None = None, planner: dict | None = None) -> ActResult:
         """Plan from `obs`; the action to apply now and the plan behind it."""
-        body: dict[str, Any] = {"obs": obs}
-        if cost:
-            body["cost"] = cost
-        if planner:
-            body["planner"] = planner
-        out = self.client.request("POST", f"{self._path}/act", body)
-        cost_value = out["expected_cost"]
-        return ActResult(
-            # null (a non-finite number on the server) becomes NaN
-            action=np.asarray(out["action"], dtype=np.float32),  # (act_dim,)
-            plan=np.asarray(out["plan"], dtype=np.float32),  # (H, act_dim)
-            predicted_obs=np.asarray(out["predicted_obs"], dtype=np.float32),  # (H, obs_dim)
-            expected_cost=float("nan") if cost_value is None else float(cost_value),
-            fallback=bool(out.get("fallback", False)),  # the server kept its last finite plan
-        )
+        return _act_result(self.client.request("POST", f"{self._path}/act", _plan_body(obs, cost, planner)))
+
+    def step(self, obs, transition: dict | None = None, cost: dict | None = None,
+             planner: dict | None = None) -> tuple[float | None, ActResult]:
+        """One control step in one round trip: fold the previous `transition` (None on the first step), plan
+        from `obs`. Returns (its surprise or None, the act result), as `Session.step`."""
+        body = _plan_body(obs, cost, planner)
+        if transition is not None:
+            body["transition"] = {k: v for k, v in transition.items() if v is not None}
+        out = self.client.request("POST", f"{self._path}/step", body)
+        return (None if out["surprise"] is None else float(out["surprise"])), _act_result(out)
 
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
         """Open-loop prediction: (T, obs_dim) and, in bayes mode, its variance (T, obs_dim)."""

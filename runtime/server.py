@@ -35,6 +35,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     SessionId,
     SessionInfo,
     SessionList,
+    Stepped,
     ValidationErrorMessage,
     _err,
     build_request_models,
@@ -245,6 +246,25 @@ def create_app(
 
         with _errors():
             return store.apply(session_id, "act", run, key=idempotency_key)
+
+    @app.post("/v1/sessions/{session_id}/step", response_model=Stepped, tags=["sessions"],
+              responses={**AUTH, **BODY, **NOT_FOUND, **BUSY, **UNAVAILABLE}, dependencies=deps)
+    def step(session_id: SessionId, body: m.StepRequest, store: Store,  # type: ignore[name-defined]
+             idempotency_key: Key = None) -> dict:
+        """One control step in one round trip: fold the previous transition (all or nothing, journaled), then
+        plan from `obs`."""
+        ts = [body.transition.model_dump()] if body.transition is not None else []
+
+        def run(s: Session) -> dict:
+            check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
+            with plan_slots_.slot():
+                surprise, r = s.step(body.obs, ts[0] if ts else None, _patch(body.cost), _patch(body.planner))
+            return {"action": r.action.tolist(), "plan": r.plan.tolist(), "predicted_obs": r.predicted_obs.tolist(),
+                    "expected_cost": r.expected_cost, "fallback": r.fallback, "surprise": surprise,
+                    "n_observed": s.n_observed}
+
+        with _errors():
+            return store.apply(session_id, "step", run, key=idempotency_key, transitions=ts)
 
     @app.post("/v1/sessions/{session_id}/predict", response_model=Predicted, tags=["sessions"],
               responses={**AUTH, **BODY, **NOT_FOUND, **DIVERGED}, dependencies=deps)

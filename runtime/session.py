@@ -187,6 +187,20 @@ class Session:
             raise PlanningError("the model predicts non-finite states for every plan from this observation; "
                                 "reset the session or check the observation")
 
+    def step(self, obs, transition: dict | None = None, cost: dict | None = None,
+             planner: dict | None = None) -> tuple[float | None, ActResult]:
+        """One control step: fold the previous `transition` (dict with obs, action, next_obs, optional reward;
+        None on the first step), then plan from `obs`. All or nothing: if planning fails, the fold is undone.
+        Returns (surprise of the transition or None, the act result)."""
+        with self.lock:
+            before = self.state_dict()
+            try:
+                surprise = self.observe_many([transition])[0] if transition is not None else None
+                return surprise, self.act(obs, cost=cost, planner=planner)
+            except BaseException:
+                self.load_state_dict(before)
+                raise
+
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
         """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
 

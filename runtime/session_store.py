@@ -122,10 +122,10 @@ class SessionStore:
               transitions: list[dict] | None = None) -> dict:
         """Run `fn(session)` under the session lock and persist the change `route` made; returns fn's answer.
 
-        `route` is "observe" (journal `transitions`), "reset" (snapshot) or another change ("act": written with
-        the next snapshot). If `fn` raises or the change can't be saved (PersistError), the session's state is
-        put back as it was. An answer given before for the same (route, idempotency `key`) is returned again
-        without running `fn`.
+        `route` is "observe" or "step" (journal `transitions`), "reset" (snapshot) or another change ("act", and
+        the plan of a "step": written with the next snapshot). If `fn` raises or the change can't be saved
+        (PersistError), the session's state is put back as it was. An answer given before for the same
+        (route, idempotency `key`) is returned again without running `fn`.
         """
         entry = self.get(session_id)
         s = entry.session
@@ -137,8 +137,8 @@ class SessionStore:
             before = s.state_dict()
             try:
                 out = fn(s)
-                if self.disk and route == "observe":
-                    self.disk.journal(session_id, entry, transitions or [])
+                if self.disk and route in ("observe", "step") and transitions:
+                    self.disk.journal(session_id, entry, transitions)
                 elif self.disk and route == "reset":
                     self.disk.snapshot(session_id, entry)
             except BaseException:
