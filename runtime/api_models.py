@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from .api_types import F32, F32_MAX, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
 from .normalization import Normalization
+from .types import ActResult
 
 MAX_TARGET_STEPS = 10_000  # rows of a per-step cost.target reference
 MAX_ERRORS = 20  # a 422 lists at most this many problems (and counts them all in error_count)
@@ -129,6 +130,16 @@ class Acted(BaseModel):
     expected_cost: float | None = Field(description="null if it overflowed (non-finite)")
     fallback: bool = Field(False, description="true if planning gave non-finite values and the session "
                                               "answered with its last finite plan")
+    samples_used: int = Field(0, description="sequences sampled per iteration (below planner.samples under a "
+                                             "deadline)")
+    plan_ms: float = Field(0.0, description="wall time of the plan on the server, ms")
+
+
+def acted(r: ActResult) -> dict:
+    """The JSON of an act result (the `Acted` schema)."""
+    return {"action": r.action.tolist(), "plan": r.plan.tolist(), "predicted_obs": r.predicted_obs.tolist(),
+            "expected_cost": r.expected_cost, "fallback": r.fallback, "samples_used": r.samples_used,
+            "plan_ms": r.plan_ms}
 
 
 class Stepped(Acted):
@@ -205,6 +216,8 @@ def build_request_models(
         temperature: float | None = Field(None, ge=1e-3, le=1e6)  # smaller ones underflow the MPPI weights
         noise_scale: float | None = Field(None, ge=1e-3, le=10)
         elite_frac: float | None = Field(None, gt=0, le=1)
+        deadline_ms: float | None = Field(None, ge=0, le=60_000, description="> 0: fewer samples if needed to "
+                                          "plan within this many ms on the server's CPU; 0: no deadline")
 
     class CostPatch(_Strict):
         """Cost fields to override; `target` is one obs vector or a reference of H of them."""

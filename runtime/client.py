@@ -86,6 +86,8 @@ def _act_result(out: dict) -> ActResult:
         predicted_obs=np.asarray(out["predicted_obs"], dtype=np.float32),  # (H, obs_dim)
         expected_cost=float("nan") if cost is None else float(cost),
         fallback=bool(out.get("fallback", False)),  # the server kept its last finite plan
+        samples_used=int(out.get("samples_used", 0)),
+        plan_ms=float(out.get("plan_ms", 0.0)),
     )
 
 

@@ -33,6 +33,8 @@ class PlannerConfig:
     """Std of the sampling noise as a fraction of each action's half-range."""
     elite_frac: float = 0.1
     """CEM: fraction of samples kept as elites."""
+    deadline_ms: float = 0.0
+    """> 0: pick the sample count so that `act` plans within this many ms on this CPU (at most `samples`)."""
 
     def replace(self, **overrides) -> PlannerConfig:
         """A validated copy with some fields replaced."""
@@ -49,6 +51,8 @@ class PlannerConfig:
                 raise ValueError(f"planner.{name} must be >= 1, got {getattr(self, name)}")
         if not (self.temperature > 0 and self.noise_scale > 0 and 0 < self.elite_frac <= 1):
             raise ValueError("planner.temperature and noise_scale must be > 0 and elite_frac in (0, 1]")
+        if not self.deadline_ms >= 0:
+            raise ValueError(f"planner.deadline_ms must be >= 0 (0: no deadline), got {self.deadline_ms}")
 
     def to_dict(self) -> dict:
         """As a JSON object."""

@@ -38,6 +38,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     Stepped,
     ValidationErrorMessage,
     _err,
+    acted,
     build_request_models,
 )
 from .artifact import FORMAT_VERSION, Manifest
@@ -240,9 +241,7 @@ def create_app(
             check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
             with plan_slots_.slot():
                 r = s.act(body.obs, cost=_patch(body.cost), planner=_patch(body.planner))
-            return {"action": r.action.tolist(), "plan": r.plan.tolist(),
-                    "predicted_obs": r.predicted_obs.tolist(), "expected_cost": r.expected_cost,
-                    "fallback": bool(getattr(r, "fallback", False))}
+            return acted(r)
 
         with _errors():
             return store.apply(session_id, "act", run, key=idempotency_key)
@@ -259,9 +258,7 @@ def create_app(
             check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
             with plan_slots_.slot():
                 surprise, r = s.step(body.obs, ts[0] if ts else None, _patch(body.cost), _patch(body.planner))
-            return {"action": r.action.tolist(), "plan": r.plan.tolist(), "predicted_obs": r.predicted_obs.tolist(),
-                    "expected_cost": r.expected_cost, "fallback": r.fallback, "surprise": surprise,
-                    "n_observed": s.n_observed}
+            return {**acted(r), "surprise": surprise, "n_observed": s.n_observed}
 
         with _errors():
             return store.apply(session_id, "step", run, key=idempotency_key, transitions=ts)

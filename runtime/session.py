@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
 from .cost import Cost
+from .deadline import RolloutTimer
 from .dynamics import CostTerms
 from .model import Runtime
 from .modes import make_mode
@@ -22,6 +24,7 @@ from .planner import PlannerConfig, plan, shift_plan
 from .types import ActResult, PlanningError
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
+clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
 MAX_STDS = 1e4  # an input this many training standard deviations away is a units or sensor error, not a state
 
 
@@ -67,6 +70,7 @@ class Session:
         self.seed = seed
         self.task_params = task_params
         self.lock = threading.RLock()
+        self.timer = RolloutTimer()  # this CPU's rollout cost (kept across resets)
         self.reset()
 
     # ----------------------------------------------------------------- state
@@ -171,19 +175,30 @@ class Session:
             risk = self.adapter.risk(self.state) if c.uncertainty_weight > 0 else None
             terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk)
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
+            t0 = clock()
 
-            def objective(actions: np.ndarray) -> np.ndarray:  # (N, H, A) -> (N,)
-                return rt.dynamics.rollout(obs, h, W, actions, terms)[0]
+            def rollout(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (N, H, A) -> (N,), (N, H, O)
+                t = clock()
+                out = rt.dynamics.rollout(obs, h, W, actions, terms)
+                self.timer.record(len(actions), (clock() - t) * 1e3)  # what this CPU needs, for deadlines
+                return out
 
-            new_plan = plan(objective, mean, rt.action_low, rt.action_high, cfg, self.rng)
+            if cfg.deadline_ms > 0:
+                while not self.timer.ready:  # first deadline: measure the per-call and per-sequence cost
+                    rollout(mean[None])
+                    rollout(np.repeat(mean[None], 16, axis=0))
+                spent = (clock() - t0) * 1e3
+                cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
+            new_plan = plan(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg, self.rng)
             # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
             for candidate in (new_plan, mean, self._initial_plan(cfg.horizon)):
                 if _finite(candidate):
-                    costs, states = rt.dynamics.rollout(obs, h, W, candidate[None], terms)  # (1,), (1, H, O)
+                    costs, states = rollout(candidate[None])  # (1,), (1, H, O)
                     if _finite(costs, states):
                         self.plan = shift_plan(candidate)
                         return ActResult(candidate[0].copy(), candidate, states[0], float(costs[0]),
-                                         fallback=candidate is not new_plan)
+                                         fallback=candidate is not new_plan, samples_used=cfg.samples,
+                                         plan_ms=(clock() - t0) * 1e3)
             raise PlanningError("the model predicts non-finite states for every plan from this observation; "
                                 "reset the session or check the observation")
 

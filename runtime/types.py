@@ -17,6 +17,10 @@ class ActResult:
     expected_cost: float
     fallback: bool = False
     """True when planning produced non-finite numbers and the session kept its last finite plan."""
+    samples_used: int = 0
+    """Action sequences sampled per iteration (fewer than planner.samples when a deadline asked for it)."""
+    plan_ms: float = 0.0
+    """Wall time of the plan (sampling iterations and the plan's states), in milliseconds."""
 
 
 class PlanningError(RuntimeError):
