@@ -242,6 +242,10 @@ class RemoteSession:
         """Mode, counters, planner and cost of this session."""
         return self.client.request("GET", self._path)
 
+    def stream(self) -> StepStream:
+        """A WebSocket to this session carrying `step` messages (needs the `websockets` package)."""
+        return StepStream(self.client, self._path + "/stream")
+
     def close(self) -> None:
         """Delete the session on the server."""
         self.client.request("DELETE", self._path)
@@ -251,3 +255,38 @@ class RemoteSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class StepStream:
+    """`step` over one WebSocket: no per-step HTTP request. Errors raise `ApiError` and the stream goes on."""
+
+    def __init__(self, client: Client, path: str):
+        from websockets.sync.client import connect  # optional: only streaming robots need it
+
+        auth = {k: v for k, v in client.headers.items() if k == "Authorization"}
+        self._cm = connect(f"ws://{client.host}:{client.port}{client.prefix}{path}", additional_headers=auth,
+                           open_timeout=client.timeout, max_size=None)
+        self._ws = self._cm.__enter__()  # connect() is a context manager; this object is the one users hold
+
+    def step(self, obs, transition: dict | None = None, cost: dict | None = None,
+             planner: dict | None = None) -> tuple[float | None, ActResult]:
+        """As `RemoteSession.step`."""
+        body = _plan_body(obs, cost, planner)
+        if transition is not None:
+            body["transition"] = {k: v for k, v in transition.items() if v is not None}
+        self._ws.send(json.dumps(_jsonable(body), allow_nan=False))
+        out = json.loads(self._ws.recv())
+        if out.get("status") != 200:
+            raise ApiError(int(out.get("status", 0)), out.get("detail"))
+        return (None if out["surprise"] is None else float(out["surprise"])), _act_result(out)
+
+    def close(self) -> None:
+        """Close the WebSocket."""
+        self._cm.__exit__(None, None, None)
+
+    def __enter__(self) -> StepStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

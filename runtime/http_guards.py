@@ -83,7 +83,8 @@ async def _no_body() -> dict:
     return {"type": "http.disconnect"}
 
 
-def _issue(e: dict) -> dict:
+def issue(e: dict) -> dict:
+    """A validation error without `input`/`ctx` (never echo client input), its message bounded."""
     return {"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)],
             "msg": str(e.get("msg", "invalid"))[:MAX_MSG], "type": str(e.get("type", "value_error"))}
 
@@ -91,7 +92,7 @@ def _issue(e: dict) -> dict:
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 listing the first MAX_ERRORS problems, without `input`/`ctx`: never echo (non-finite) client input."""
     errors = exc.errors()
-    detail = [_issue(e) for e in errors[:MAX_ERRORS]]
+    detail = [issue(e) for e in errors[:MAX_ERRORS]]
     return JSONResponse({"detail": detail, "error_count": len(errors)}, 422)
 
 
@@ -166,9 +167,12 @@ class BearerAuth:
 
     async def __call__(self, scope, receive, send):
         """ASGI entry: reject a request without the right token before it reaches the app."""
-        if scope["type"] == "http" and scope["path"] not in self.public:
+        if scope["type"] in ("http", "websocket") and scope["path"] not in self.public:
             header = dict(scope["headers"]).get(b"authorization")
             if not _authorized(header, self.token):
+                if scope["type"] == "websocket":  # closing before accept: the handshake gets HTTP 403
+                    await send({"type": "websocket.close", "code": 1008, "reason": UNAUTHORIZED})
+                    return
                 response = JSONResponse({"detail": UNAUTHORIZED}, 401, headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return

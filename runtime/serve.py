@@ -90,7 +90,7 @@ def serve(cfg: ServeConfig) -> None:
                 print(line, flush=True)
 
     server = Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
-                                   timeout_keep_alive=30))
+                                   timeout_keep_alive=30, ws_max_size=cfg.max_body_bytes))
     server.run()
     if not server.started:
         sys.exit(3)  # uvicorn has logged why (e.g. the port is in use)

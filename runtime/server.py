@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     _err,
     acted,
     build_request_models,
+    json_reply,
 )
 from .artifact import FORMAT_VERSION, Manifest
 from .http_guards import (
@@ -56,6 +58,7 @@ from .loader import load
 from .model import Runtime
 from .session import Session
 from .session_store import PersistError, SessionStore, TooManySessions, UnknownSession  # noqa: F401
+from .stream import add_stream_route, apply_step
 from .types import PlanningError
 
 log = logging.getLogger("mbmrl.serve")
@@ -76,7 +79,7 @@ def _patch(model: BaseModel | None) -> dict | None:
     return model.model_dump(exclude_none=True) if model is not None else None
 
 
-def _store(request: Request) -> SessionStore:
+async def _store(request: Request) -> SessionStore:  # async: no thread-pool hop per request
     return request.app.state.store
 
 
@@ -222,20 +225,21 @@ def create_app(
 
     @app.post("/v1/sessions/{session_id}/observe", response_model=Observed, tags=["sessions"],
               responses={**AUTH, **BODY, **NOT_FOUND, **UNAVAILABLE}, dependencies=deps)
-    def observe(session_id: SessionId, body: m.ObserveRequest, store: Store,  # type: ignore[name-defined]
-                idempotency_key: Key = None) -> dict:
+    async def observe(session_id: SessionId, body: m.ObserveRequest, store: Store,  # type: ignore[name-defined]
+                      idempotency_key: Key = None) -> Response:
         """Fold transitions into the belief (all or none, journaled before the answer); `surprise` is the
         prior's error on each one."""
         ts = [t.model_dump() for t in body.transitions]
-        with _errors():
-            return store.apply(session_id, "observe", lambda s: {"surprise": s.observe_many(ts),
-                                                                 "n_observed": s.n_observed},
-                               key=idempotency_key, transitions=ts)
+        with _errors():  # the model work runs off the event loop; the reply is encoded once, not re-validated
+            return json_reply(await run_in_threadpool(
+                store.apply, session_id, "observe", lambda s: {"surprise": s.observe_many(ts),
+                                                               "n_observed": s.n_observed},
+                key=idempotency_key, transitions=ts))
 
     @app.post("/v1/sessions/{session_id}/act", response_model=Acted, tags=["sessions"],
               responses={**AUTH, **BODY, **NOT_FOUND, **BUSY}, dependencies=deps)
-    def act(session_id: SessionId, body: m.ActRequest, store: Store,  # type: ignore[name-defined]
-            idempotency_key: Key = None) -> dict:
+    async def act(session_id: SessionId, body: m.ActRequest, store: Store,  # type: ignore[name-defined]
+                  idempotency_key: Key = None) -> Response:
         """Plan from `obs` under the adapted model (MPC): the action to apply now and the plan."""
         def run(s: Session) -> dict:
             check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
@@ -244,24 +248,17 @@ def create_app(
             return acted(r)
 
         with _errors():
-            return store.apply(session_id, "act", run, key=idempotency_key)
+            return json_reply(await run_in_threadpool(store.apply, session_id, "act", run, key=idempotency_key))
 
     @app.post("/v1/sessions/{session_id}/step", response_model=Stepped, tags=["sessions"],
               responses={**AUTH, **BODY, **NOT_FOUND, **BUSY, **UNAVAILABLE}, dependencies=deps)
-    def step(session_id: SessionId, body: m.StepRequest, store: Store,  # type: ignore[name-defined]
-             idempotency_key: Key = None) -> dict:
+    async def step(session_id: SessionId, body: m.StepRequest, store: Store,  # type: ignore[name-defined]
+                   idempotency_key: Key = None) -> Response:
         """One control step in one round trip: fold the previous transition (all or nothing, journaled), then
         plan from `obs`."""
-        ts = [body.transition.model_dump()] if body.transition is not None else []
-
-        def run(s: Session) -> dict:
-            check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
-            with plan_slots_.slot():
-                surprise, r = s.step(body.obs, ts[0] if ts else None, _patch(body.cost), _patch(body.planner))
-            return {**acted(r), "surprise": surprise, "n_observed": s.n_observed}
-
         with _errors():
-            return store.apply(session_id, "step", run, key=idempotency_key, transitions=ts)
+            return json_reply(await run_in_threadpool(apply_step, store, session_id, body, max_plan_work, plan_slots_,
+                                                      idempotency_key))
 
     @app.post("/v1/sessions/{session_id}/predict", response_model=Predicted, tags=["sessions"],
               responses={**AUTH, **BODY, **NOT_FOUND, **DIVERGED}, dependencies=deps)
@@ -289,4 +286,5 @@ def create_app(
         with _errors():
             store.delete(session_id)
 
+    add_stream_route(app, m.StepRequest, max_plan_work, plan_slots_)  # WS: the same steps, no per-step HTTP
     return app

@@ -1,0 +1,90 @@
+"""The control stream: `WS /v1/sessions/{id}/stream` carries the same step messages as `POST .../step`.
+
+Each text message is a StepRequest (JSON: `obs`, optional `transition`, `cost`, `planner`, and an optional
+`request_id`, the stream's idempotency key); each answer is the step reply with `"status": 200`, or
+`{"status": 4xx|5xx, "detail": ...}` with the same validation, limits and errors as HTTP. A bad message gets
+its error and the stream goes on. Auth: the handshake carries the bearer token (checked by `BearerAuth`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from .api_models import MAX_ERRORS, acted
+from .http_guards import PlanSlots, check_plan_work, issue
+from .session import Session
+from .session_store import PersistError, SessionStore, UnknownSession
+from .types import PlanningError
+
+
+def _patch(model: Any) -> dict | None:
+    return model.model_dump(exclude_none=True) if model is not None else None
+
+
+def apply_step(store: SessionStore, session_id: str, body: Any, max_plan_work: int, slots: PlanSlots,
+               key: str | None = None) -> dict:
+    """Fold `body.transition` and plan from `body.obs` (all or nothing, journaled): the step reply.
+
+    Raises what the HTTP route maps to statuses: HTTPException (422 budget, 503 busy), ValueError (422),
+    PlanningError and PersistError (503), UnknownSession (404).
+    """
+    ts = [body.transition.model_dump()] if body.transition is not None else []
+
+    def run(s: Session) -> dict:
+        check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
+        with slots.slot():
+            surprise, r = s.step(body.obs, ts[0] if ts else None, _patch(body.cost), _patch(body.planner))
+        return {**acted(r), "surprise": surprise, "n_observed": s.n_observed}
+
+    return store.apply(session_id, "step", run, key=key, transitions=ts)
+
+
+def _answer(store: SessionStore, session_id: str, text: str, request_model: Any, max_plan_work: int,
+            slots: PlanSlots) -> dict:
+    """One message's reply, never an exception: errors become {"status", "detail"}."""
+    try:
+        raw = json.loads(text)
+        key = raw.pop("request_id", None) if isinstance(raw, dict) else None
+        body = request_model.model_validate(raw)
+        return {"status": 200, **apply_step(store, session_id, body, max_plan_work, slots,
+                                            key=None if key is None else str(key)[:128])}
+    except (json.JSONDecodeError, RecursionError):
+        return {"status": 422, "detail": [{"loc": ["body"], "msg": "not JSON", "type": "json_invalid"}]}
+    except ValidationError as e:
+        errors = e.errors()
+        return {"status": 422, "detail": [issue(dict(x)) for x in errors[:MAX_ERRORS]], "error_count": len(errors)}
+    except HTTPException as e:
+        return {"status": e.status_code, "detail": e.detail}
+    except UnknownSession as e:
+        return {"status": 404, "detail": str(e)}
+    except (PlanningError, PersistError) as e:
+        return {"status": 503, "detail": str(e)}
+    except ValueError as e:
+        return {"status": 422, "detail": [{"loc": ["body"], "msg": str(e), "type": "value_error"}]}
+
+
+def add_stream_route(app: FastAPI, request_model: Any, max_plan_work: int, slots: PlanSlots) -> None:
+    """Register `WS /v1/sessions/{session_id}/stream` on `app`."""
+
+    @app.websocket("/v1/sessions/{session_id}/stream")
+    async def stream(ws: WebSocket, session_id: str) -> None:
+        store: SessionStore = ws.app.state.store
+        try:
+            store.get(session_id[:64])
+        except UnknownSession:
+            await ws.close(code=4404, reason="no such session: create one with POST /v1/sessions")
+            return
+        await ws.accept()
+        try:
+            while True:
+                text = await ws.receive_text()
+                reply = await run_in_threadpool(_answer, store, session_id, text, request_model, max_plan_work,
+                                                slots)
+                await ws.send_text(json.dumps(reply, separators=(",", ":"), allow_nan=False))
+        except WebSocketDisconnect:
+            return
