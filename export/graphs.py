@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from mbmrl.runtime.dynamics import ROLLOUT_INPUTS
+from mbmrl.runtime.dynamics import ROLLOUT_INPUTS, ROLLOUT_RISK_INPUTS
 from mbmrl.train.model import DynamicsModel
 
 
@@ -46,21 +46,28 @@ class Rollout(nn.Module):
     """Roll N action sequences over a fixed horizon and cost them (`DynamicsModel.rollout_costs`).
 
     Inputs are `mbmrl.runtime.dynamics.ROLLOUT_INPUTS`: obs (1,O), h (1,hidden), W (D,P), actions (N,H,A),
-    then the `CostTerms` -> costs (N,), states (N,H,O).
+    then the `CostTerms` -> costs (N,), states (N,H,O). With `risk`, `ROLLOUT_RISK_INPUTS`: w_cov (D,D) and
+    uncertainty_weight (1,) too, and the risk term in the cost (the graph the runtime runs when it is on).
     """
 
-    input_names = list(ROLLOUT_INPUTS)
     output_names = ["costs", "states"]
 
-    def __init__(self, model: DynamicsModel, horizon: int):
+    def __init__(self, model: DynamicsModel, horizon: int, risk: bool = False):
         super().__init__()
         self.model = model
         self.horizon = horizon
+        self.risk = risk
+        self.input_names = list(ROLLOUT_RISK_INPUTS if risk else ROLLOUT_INPUTS)
 
-    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov, uncertainty_weight):
+    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov=None,
+                uncertainty_weight=None):
         """Costs (N,) and predicted states (N, H, O) of N action sequences."""
         return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
                                         uncertainty_weight)
+
+    def inputs(self, args: tuple) -> tuple:
+        """The example `rollout` inputs (all eleven) this graph takes."""
+        return tuple(args[: len(self.input_names)])
 
 
 def example_inputs(model: DynamicsModel, batch: int = 4, horizon: int = 15) -> dict[str, tuple]:

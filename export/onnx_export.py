@@ -69,12 +69,14 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
             jobs.insert(0, ("encoder_step", EncoderStep(model), ex["encoder_step"],
                             {n: batch for n in EncoderStep.input_names}))
         for i, H in enumerate(cfg.horizons):
-            jobs.append(("rollout" if i == 0 else f"rollout_h{H}", Rollout(model, H),
-                         example_inputs(model, horizon=H)["rollout"], {"actions": {0: "samples"}}))
+            for risk in (False, True):  # the plain graph, and the variant with the risk term
+                roll = Rollout(model, H, risk)
+                jobs.append((("rollout_risk" if risk else "rollout") + ("" if i == 0 else f"_h{H}"), roll,
+                             roll.inputs(example_inputs(model, horizon=H)["rollout"]), {"actions": {0: "samples"}}))
         for name, module, args, dyn in jobs:
             export_graph(module, args, out / f"{name}.onnx", dyn)
             graphs[name] = GraphSpec(f"{name}.onnx", tuple(module.input_names), tuple(module.output_names),  # type: ignore[arg-type]
-                                     getattr(module, "horizon", None))
+                                     getattr(module, "horizon", None), getattr(module, "risk", False))
     params_for(model, ckpt).save(out / "params.npz")
     run_dir = ckpt_path.parent
     run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mbmrl.runtime.dynamics import CostTerms
+from mbmrl.runtime.dynamics import ROLLOUT_INPUTS, CostTerms
 from mbmrl.runtime.loader import load
 from mbmrl.train.data import Segments
 from mbmrl.train.model import DynamicsModel
@@ -55,6 +55,8 @@ def check_parity(model: DynamicsModel, artifact: Path, data_path: Path | None, t
 
     def run_rollout(a: tuple) -> list[np.ndarray]:
         n = [v.numpy() for v in a]
+        if len(n) == len(ROLLOUT_INPUTS):  # the plain graph: no risk term
+            n += [np.zeros((model.args.feature_dim,) * 2, np.float32), np.zeros(1, np.float32)]
         terms = CostTerms(*n[4:])
         return list(dyn.rollout(n[0][0], n[1][0], n[2], n[3], terms))
 
@@ -62,8 +64,10 @@ def check_parity(model: DynamicsModel, artifact: Path, data_path: Path | None, t
         for kind, make in kinds.items():
             for H in dyn.horizons or []:
                 ex = make(H)
+                plain, risky = Rollout(model, H), Rollout(model, H, risk=True)
                 checks: dict[str, tuple[torch.nn.Module, tuple, Callable]] = {
-                    f"rollout_h{H}": (Rollout(model, H), ex["rollout"], run_rollout)}
+                    f"rollout_h{H}": (plain, plain.inputs(ex["rollout"]), run_rollout),
+                    f"rollout_risk_h{H}": (risky, risky.inputs(ex["rollout"]), run_rollout)}
                 if H == (dyn.horizons or [])[0]:
                     checks["features"] = (Features(model), ex["features"],
                                           lambda a: [dyn.features(*[v.numpy() for v in a])])

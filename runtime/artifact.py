@@ -55,12 +55,14 @@ class ModeSpec:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One ONNX graph: its file, input and output names, and (rollouts) its fixed horizon."""
+    """One ONNX graph: its file, input and output names, and (rollouts) its fixed horizon and risk flag."""
 
     file: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     horizon: int | None = None
+    risk: bool = False
+    """rollouts: this graph adds the risk term (takes w_cov, uncertainty_weight); run only when it is on."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Manifest:
     @property
     def horizons(self) -> list[int]:
         """Exported rollout horizons."""
-        return sorted(int(g.horizon) for g in self.graphs.values() if g.horizon is not None)
+        return sorted({int(g.horizon) for g in self.graphs.values() if g.horizon is not None})
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
@@ -127,7 +129,8 @@ class Manifest:
             elif f.name == "modes":
                 v = {k: s.to_dict() for k, s in v.items()}
             elif f.name == "graphs":
-                v = {k: {kk: vv for kk, vv in dataclasses.asdict(g).items() if vv is not None} for k, g in v.items()}
+                v = {k: {kk: vv for kk, vv in dataclasses.asdict(g).items() if vv is not None and vv is not False}
+                     for k, g in v.items()}
             elif dataclasses.is_dataclass(v):
                 v = dataclasses.asdict(v)  # type: ignore[arg-type]
             d[f.name] = list(v) if isinstance(v, tuple) else v
@@ -146,7 +149,8 @@ class Manifest:
             kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
             kw["normalization"] = Normalization.from_dict(d["normalization"])
             kw["modes"] = {k: ModeSpec(**v) for k, v in d["modes"].items()}
-            kw["graphs"] = {k: GraphSpec(g["file"], tuple(g["inputs"]), tuple(g["outputs"]), g.get("horizon"))
+            kw["graphs"] = {k: GraphSpec(g["file"], tuple(g["inputs"]), tuple(g["outputs"]), g.get("horizon"),
+                                      bool(g.get("risk", False)))
                             for k, g in d.get("graphs", {}).items()}
             if d.get("oracle"):
                 o = d["oracle"]

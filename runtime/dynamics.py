@@ -15,9 +15,10 @@ import numpy as np
 
 from .cost import Cost
 
-# the rollout graph's inputs, in order (export names its ONNX inputs with this)
-ROLLOUT_INPUTS = ("obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight", "w_cov",
-                  "uncertainty_weight")
+# the rollout graphs' inputs, in order (export names its ONNX inputs with these): the plain graph, and the
+# risk variant, which adds the term uncertainty_weight * phi^T w_cov phi per step
+ROLLOUT_INPUTS = ("obs", "h", "W", "actions", "target", "q", "r", "terminal_weight", "reward_weight")
+ROLLOUT_RISK_INPUTS = (*ROLLOUT_INPUTS, "w_cov", "uncertainty_weight")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class CostTerms:
     r: np.ndarray  # (act_dim,)
     terminal_weight: np.ndarray  # (1,)
     reward_weight: np.ndarray  # (1,)
-    w_cov: np.ndarray  # (D, D) risk weight: phi^T w_cov phi (zeros: no risk term)
+    w_cov: np.ndarray  # (D, D) risk weight: phi^T w_cov phi (zeros: no risk term, the plain graph runs)
     uncertainty_weight: np.ndarray  # (1,)
 
     @classmethod
@@ -50,18 +51,30 @@ class CostTerms:
         """Steps these terms cover."""
         return int(self.target.shape[0])
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """In `ROLLOUT_INPUTS` order (after obs, h, W, actions)."""
-        return (self.target, self.q, self.r, self.terminal_weight, self.reward_weight, self.w_cov,
-                self.uncertainty_weight)
+    @property
+    def risk(self) -> bool:
+        """Whether the risk term is on (a positive weight on a non-zero w_cov): then the risk graph runs."""
+        return bool(self.uncertainty_weight.reshape(-1)[0] > 0) and bool(np.any(self.w_cov))
+
+    def arrays(self, risk: bool | None = None) -> tuple[np.ndarray, ...]:
+        """In `ROLLOUT_INPUTS` order (after obs, h, W, actions), or `ROLLOUT_RISK_INPUTS` order for the risk
+        graph (`risk` None: as `self.risk` says)."""
+        plain = (self.target, self.q, self.r, self.terminal_weight, self.reward_weight)
+        return (*plain, self.w_cov, self.uncertainty_weight) if (self.risk if risk is None else risk) else plain
 
 
-def rollout_feeds(obs: np.ndarray, h: np.ndarray, W: np.ndarray, actions: np.ndarray,
-                  terms: CostTerms) -> dict[str, np.ndarray]:
-    """The rollout graph's eleven named inputs: obs (O,), h (hidden,), W (D, P), actions (N, H, A)."""
+def rollout_feeds(obs: np.ndarray, h: np.ndarray, W: np.ndarray, actions: np.ndarray, terms: CostTerms,
+                  risk: bool | None = None) -> dict[str, np.ndarray]:
+    """A rollout graph's named inputs: obs (O,), h (hidden,), W (D, P), actions (N, H, A), then the cost terms.
+
+    The plain graph's nine (`ROLLOUT_INPUTS`), or the risk graph's eleven (`ROLLOUT_RISK_INPUTS`) when `risk`
+    (None: `terms.risk`).
+    """
+    risk = terms.risk if risk is None else risk
     head = (obs.reshape(1, -1).astype(np.float32), h.reshape(1, -1).astype(np.float32), W.astype(np.float32),
             actions.astype(np.float32))
-    return dict(zip(ROLLOUT_INPUTS, head + terms.arrays(), strict=True))
+    names = ROLLOUT_RISK_INPUTS if risk else ROLLOUT_INPUTS
+    return dict(zip(names, head + terms.arrays(risk), strict=True))
 
 
 class Dynamics(Protocol):

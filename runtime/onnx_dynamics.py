@@ -47,10 +47,12 @@ class OnnxDynamics:
             raise ArtifactError(f"{root}: the manifest lists no features graph")
         self._features = load(graphs["features"])
         self._encoder = load(graphs["encoder_step"]) if "encoder_step" in graphs else None
-        self._rollouts = {int(g.horizon): load(g) for g in graphs.values() if g.horizon is not None}
+        # (horizon, risk) -> (session, input names); a graph that takes w_cov can cost with or without risk
+        self._rollouts = {(int(g.horizon), g.risk or "w_cov" in g.inputs): (load(g), g.inputs)
+                          for g in graphs.values() if g.horizon is not None}
         if not self._rollouts:
             raise ArtifactError(f"{root}: the manifest lists no rollout graph")
-        self.horizons: list[int] | None = sorted(self._rollouts)
+        self.horizons: list[int] | None = sorted({H for H, _ in self._rollouts})
 
     def features(self, obs: np.ndarray, action: np.ndarray, h: np.ndarray) -> np.ndarray:
         """phi(obs, action, h): (B, O), (B, A), (B, hidden) -> (B, D)."""
@@ -64,9 +66,16 @@ class OnnxDynamics:
                                         "reward": reward})[0]
 
     def rollout(self, obs, h, W, actions, terms: CostTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Roll N action sequences and cost them in one ONNX call: -> costs (N,), states (N, H, O)."""
-        sess = self._rollouts.get(actions.shape[1])
-        if sess is None:
-            raise ValueError(f"planner.horizon={actions.shape[1]} was not exported; this artifact has {self.horizons}")
-        costs, states = sess.run(None, rollout_feeds(obs, h, W, actions, terms))
+        """Roll N action sequences and cost them in one ONNX call: -> costs (N,), states (N, H, O).
+
+        The plain graph runs unless `terms.risk`; then the risk variant (or a graph that takes w_cov).
+        """
+        H, risk = actions.shape[1], terms.risk
+        graph = self._rollouts.get((H, risk)) or self._rollouts.get((H, True))
+        if graph is None:
+            have = "" if (H, False) not in self._rollouts else " with the risk term (uncertainty_weight > 0)"
+            raise ValueError(f"planner.horizon={H} was not exported{have}; this artifact has {self.horizons}")
+        sess, names = graph
+        feeds = rollout_feeds(obs, h, W, actions, terms, risk="w_cov" in names)
+        costs, states = sess.run(None, feeds)
         return costs, states

@@ -153,28 +153,57 @@ class DynamicsModel(nn.Module):
         out = phi @ W
         return self.next_obs(x, out), phi, out
 
-    def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
-                      uncertainty_weight) -> tuple[torch.Tensor, torch.Tensor]:
-        """Roll N action sequences open-loop and cost them (DESIGN §3): the exported `rollout` graph.
+    def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov=None,
+                      uncertainty_weight=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Roll N action sequences open-loop and cost them (DESIGN §3): the exported `rollout*` graphs.
 
         obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,), terminal_weight,
-        reward_weight, uncertainty_weight (1,), w_cov (D,D) -> costs (N,), states (N,H,O).
+        reward_weight (1,) [, w_cov (D,D), uncertainty_weight (1,): the risk graph] -> costs (N,), states (N,H,O).
+
+        The same math as stepping `step` H times, laid out for a small graph: normalization and the belief
+        are folded into the first layer once per call, all actions are projected before the loop, the head's
+        constant feature and output scaling are folded into its weights, and the costs are computed on the
+        stacked states after the loop. Without w_cov there is no risk term (and no (D, D) product).
         """
         n, horizon = actions.shape[:2]
-        x = obs.expand(n, -1)  # (N, O)
-        h_proj = self.fh(h)  # (1, width): the belief enters once, shared by all samples and steps
-        cost = torch.zeros_like(actions[:, 0, 0])  # (N,)
-        states = []
+        o, width = self.args.obs_dim, self.fx.weight.shape[0]
+        d1 = W.shape[0] - 1  # features before the constant 1
+        wx = self.fx.weight[:, :o] / self.obs_std  # (width, O): first layer on raw obs
+        wa = self.fx.weight[:, o:] / self.action_std  # (width, A): ... and on raw actions
+        wd, bd = W[:d1, :o] * self.delta_std, W[d1, :o] * self.delta_std + self.delta_mean  # raw delta head
+        # the state before step t is obs + t * bd + e_t, with e_t the sum of the steps' z @ wd (e_0 = 0): the
+        # constant parts enter the first layer through a per-step offset, computed once with all actions
+        steps = torch.arange(horizon, dtype=obs.dtype, device=obs.device)[:, None]  # (H, 1)
+        c = self.fx.bias - wx @ self.obs_mean - wa @ self.action_mean + self.fh(h) + obs @ wx.T  # (1, width)
+        offset = c + steps * (bd @ wx.T)  # (H, width): h enters once per call
+        pa = (actions @ wa.T + offset).reshape(n, horizon * width).split(width, dim=1)  # H x (N, width)
+        es, zs = [], []
+        e = None
         for t in range(horizon):
-            a = actions[:, t]  # (N, A)
-            x, phi, out = self.step(x, a, h_proj, W)  # (N, O), (N, D), (N, P)
-            state_cost = ((x - target[t]) ** 2 * q).sum(-1)
-            if t == horizon - 1:
-                state_cost = state_cost * terminal_weight
-            risk = ((phi @ w_cov) * phi).sum(-1)  # (N,)
-            cost = cost + state_cost + (a**2 * r).sum(-1) - reward_weight * self.reward(out) + uncertainty_weight * risk
-            states.append(x)
-        return cost, torch.stack(states, dim=1)  # (N,), (N, H, O)
+            pre = pa[t] if e is None else torch.addmm(pa[t], e, wx.T)  # (N, width)
+            z = torch.tanh(self.f3(F.silu(self.f2(F.silu(pre)))))  # (N, D-1)
+            e = z @ wd if e is None else e + z @ wd  # (N, O); torch's addmm here loses digits the graph keeps
+            es.append(e)
+            zs.append(z)
+        base = obs + (steps + 1) * bd  # (H, O): the state after step t, without e_{t+1}
+        states = torch.cat(es, dim=1).reshape(n, horizon, o) + base  # (N, H, O)
+        z_all = torch.cat(zs, dim=1)  # (N, H*(D-1))
+        # every sum over steps and dimensions below is one 2-D product with a column of per-entry weights
+        column = lambda v: v.reshape(-1, 1)  # noqa: E731
+        step_w = torch.cat([torch.ones(horizon - 1, dtype=obs.dtype, device=obs.device), terminal_weight])  # (H,)
+        dev = (states - target).reshape(n, horizon * o)  # (N, H*O)
+        cost = (dev * dev) @ column(step_w[:, None] * q)  # (N, 1)
+        sq = (actions * actions).reshape(n, -1)  # (N, H*A)
+        cost = cost + sq @ column(r.repeat(horizon))
+        wr = (W[:d1, o] * self.reward_std).repeat(horizon)  # (H*(D-1),): the reward head, summed over steps
+        reward = z_all @ column(wr) + horizon * (W[d1, o] * self.reward_std + self.reward_mean)  # (N, 1)
+        cost = cost - reward_weight * reward
+        if w_cov is not None:  # phi^T w_cov phi with phi = [z, 1], written out on the stacked features
+            lin = (w_cov[:d1, d1] + w_cov[d1, :d1]).repeat(horizon)  # (H*(D-1),)
+            quad = ((z_all.reshape(n * horizon, d1) @ w_cov[:d1, :d1]).reshape(n, -1) * z_all).sum(-1, keepdim=True)
+            cost = cost + uncertainty_weight * (quad + z_all @ column(lin) + horizon * w_cov[d1, d1])
+        cost = cost.reshape(n)
+        return cost, states  # (N,), (N, H, O)
 
     # ------------------------------------------------------------------ adaptation parameters
     def step_size(self) -> torch.Tensor:

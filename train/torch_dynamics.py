@@ -40,9 +40,10 @@ class TorchDynamics:
 
     @torch.no_grad()
     def rollout(self, obs, h, W, actions, terms: CostTerms) -> tuple[np.ndarray, np.ndarray]:
-        """The exported rollout graph's computation: -> costs (N,), states (N, H, O)."""
-        feeds = [self._t(v) for v in rollout_feeds(obs, h, W, actions, terms).values()]
-        costs, states = self.model.rollout_costs(*feeds)
+        """The exported rollout graphs' computation (the risk one only when `terms.risk`): -> costs (N,),
+        states (N, H, O)."""
+        feeds = {k: self._t(v) for k, v in rollout_feeds(obs, h, W, actions, terms).items()}  # as ORT's graphs
+        costs, states = self.model.rollout_costs(**feeds)
         return costs.cpu().numpy(), states.cpu().numpy()
 
 
