@@ -67,9 +67,11 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _plan_body(obs: Any, cost: dict | None, planner: dict | None) -> dict[str, Any]:
-    """The body of act and step: obs, and the cost and planner overrides that are set."""
+def _plan_body(obs: Any, cost: dict | None, planner: dict | None, transition: dict | None = None) -> dict[str, Any]:
+    """The body of act and step: obs, the cost and planner overrides that are set, and a step's transition."""
     body: dict[str, Any] = {"obs": obs}
+    if transition is not None:
+        body["transition"] = {k: v for k, v in transition.items() if v is not None}
     if cost:
         body["cost"] = cost
     if planner:
@@ -220,9 +222,7 @@ class RemoteSession:
              planner: dict | None = None) -> tuple[float | None, ActResult]:
         """One control step in one round trip: fold the previous `transition` (None on the first step), plan
         from `obs`. Returns (its surprise or None, the act result), as `Session.step`."""
-        body = _plan_body(obs, cost, planner)
-        if transition is not None:
-            body["transition"] = {k: v for k, v in transition.items() if v is not None}
+        body = _plan_body(obs, cost, planner, transition)
         out = self.client.request("POST", f"{self._path}/step", body)
         return (None if out["surprise"] is None else float(out["surprise"])), _act_result(out)
 
@@ -271,9 +271,7 @@ class StepStream:
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
              planner: dict | None = None) -> tuple[float | None, ActResult]:
         """As `RemoteSession.step`."""
-        body = _plan_body(obs, cost, planner)
-        if transition is not None:
-            body["transition"] = {k: v for k, v in transition.items() if v is not None}
+        body = _plan_body(obs, cost, planner, transition)
         self._ws.send(json.dumps(_jsonable(body), allow_nan=False))
         out = json.loads(self._ws.recv())
         if out.get("status") != 200:
