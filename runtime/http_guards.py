@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from .api_models import MAX_ERRORS
+from .session_store import PersistError, UnknownSession
+from .types import PlanningError
 
 MAX_MSG = 300  # characters of one validation message (ours never echo input, this bounds the rest)
 NOT_JSON = "the body is not UTF-8 JSON (or is nested too deeply)"
@@ -107,6 +109,27 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> Any:
                    and r.matches(request.scope)[0] is not Match.NONE for m in getattr(r, "methods", None) or ()}
         return JSONResponse({"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(sorted(methods))})
     return await http_exception_handler(request, exc)
+
+
+def as_http_error(e: BaseException) -> HTTPException | None:
+    """The answer to an error the runtime raised for a request (one table for the HTTP routes and the stream):
+    unknown session 404, bad input (ValueError) 422, a change not saved or no finite plan 503; None: a bug."""
+    if isinstance(e, HTTPException):
+        return e
+    if isinstance(e, UnknownSession):
+        return HTTPException(404, detail=str(e))
+    if isinstance(e, PersistError):
+        return HTTPException(503, detail=str(e), headers={"Retry-After": "1"})
+    if isinstance(e, PlanningError):
+        return HTTPException(503, detail=str(e))
+    if isinstance(e, ValueError):
+        return HTTPException(422, detail=[{"loc": ["body"], "msg": str(e), "type": "value_error"}])
+    return None
+
+
+def plan_patch(model: Any) -> dict | None:
+    """The fields of a planner or cost patch a client set (null means "keep the current value")."""
+    return model.model_dump(exclude_none=True) if model is not None else None
 
 
 async def on_planning_error(request: Request, exc: Exception) -> JSONResponse:

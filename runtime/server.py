@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_models import (  # noqa: F401  (re-exported: the schemas are part of the server's API)
@@ -49,10 +48,12 @@ from .http_guards import (
     BearerAuth,
     BodyGuard,
     PlanSlots,
+    as_http_error,
     check_plan_work,
     on_http_error,
     on_planning_error,
     on_validation_error,
+    plan_patch,
 )
 from .loader import load
 from .model import Runtime
@@ -62,21 +63,6 @@ from .stream import add_stream_route, apply_step
 from .types import PlanningError
 
 log = logging.getLogger("mbmrl.serve")
-
-
-@contextmanager
-def _client_errors() -> Iterator[None]:
-    """A ValueError from the runtime is about the client's input: 422 with its message."""
-    try:
-        yield
-    except ValueError as e:
-        raise HTTPException(422, detail=[{"loc": ["body"], "msg": str(e), "type": "value_error"}]) from e
-
-
-
-def _patch(model: BaseModel | None) -> dict | None:
-    """The fields a client set (null means "keep the current value")."""
-    return model.model_dump(exclude_none=True) if model is not None else None
 
 
 async def _store(request: Request) -> SessionStore:  # async: no thread-pool hop per request
@@ -94,14 +80,14 @@ Key = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128, desc
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Unknown session: 404; a ValueError: 422; a change that could not be saved (PersistError): 503."""
+    """Runtime errors as HTTP answers (`as_http_error`: 404, 422, 503); anything else stays a bug (500)."""
     try:
-        with _client_errors():
-            yield
-    except UnknownSession as e:
-        raise HTTPException(404, detail=str(e)) from e
-    except PersistError as e:
-        raise HTTPException(503, detail=str(e), headers={"Retry-After": "1"}) from e
+        yield
+    except Exception as e:
+        http = as_http_error(e)
+        if http is None or http is e:
+            raise
+        raise http from e
 
 
 @contextmanager
@@ -198,11 +184,11 @@ def create_app(
     def create_session(body: m.CreateSession, store: Store, request: Request,  # type: ignore[name-defined]
                        idempotency_key: Key = None) -> dict:
         """Start an adaptation session (prior belief, empty plan)."""
-        check_plan_work(store.rt.default_planner.to_dict(), _patch(body.planner), max_plan_work)
+        check_plan_work(store.rt.default_planner.to_dict(), plan_patch(body.planner), max_plan_work)
         with _errors():
             try:
                 session_id, session = store.create(
-                    mode=body.mode, planner=_patch(body.planner), cost=_patch(body.cost),
+                    mode=body.mode, planner=plan_patch(body.planner), cost=plan_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
                     owner=request.client.host if request.client else None,
                 )
@@ -242,9 +228,9 @@ def create_app(
                   idempotency_key: Key = None) -> Response:
         """Plan from `obs` under the adapted model (MPC): the action to apply now and the plan."""
         def run(s: Session) -> dict:
-            check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
+            check_plan_work(s.planner.to_dict(), plan_patch(body.planner), max_plan_work)
             with plan_slots_.slot():
-                r = s.act(body.obs, cost=_patch(body.cost), planner=_patch(body.planner))
+                r = s.act(body.obs, cost=plan_patch(body.cost), planner=plan_patch(body.planner))
             return acted(r)
 
         with _errors():

@@ -11,19 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from .api_models import MAX_ERRORS, acted
-from .http_guards import PlanSlots, check_plan_work, issue
+from .http_guards import PlanSlots, as_http_error, check_plan_work, issue, plan_patch
 from .session import Session
-from .session_store import PersistError, SessionStore, UnknownSession
-from .types import PlanningError
-
-
-def _patch(model: Any) -> dict | None:
-    return model.model_dump(exclude_none=True) if model is not None else None
+from .session_store import SessionStore, UnknownSession
 
 
 def apply_step(store: SessionStore, session_id: str, body: Any, max_plan_work: int, slots: PlanSlots,
@@ -36,9 +31,9 @@ def apply_step(store: SessionStore, session_id: str, body: Any, max_plan_work: i
     ts = [body.transition.model_dump()] if body.transition is not None else []
 
     def run(s: Session) -> dict:
-        check_plan_work(s.planner.to_dict(), _patch(body.planner), max_plan_work)
+        check_plan_work(s.planner.to_dict(), plan_patch(body.planner), max_plan_work)
         with slots.slot():
-            surprise, r = s.step(body.obs, ts[0] if ts else None, _patch(body.cost), _patch(body.planner))
+            surprise, r = s.step(body.obs, ts[0] if ts else None, plan_patch(body.cost), plan_patch(body.planner))
         return {**acted(r), "surprise": surprise, "n_observed": s.n_observed}
 
     return store.apply(session_id, "step", run, key=key, transitions=ts)
@@ -58,14 +53,11 @@ def _answer(store: SessionStore, session_id: str, text: str, request_model: Any,
     except ValidationError as e:
         errors = e.errors()
         return {"status": 422, "detail": [issue(dict(x)) for x in errors[:MAX_ERRORS]], "error_count": len(errors)}
-    except HTTPException as e:
-        return {"status": e.status_code, "detail": e.detail}
-    except UnknownSession as e:
-        return {"status": 404, "detail": str(e)}
-    except (PlanningError, PersistError) as e:
-        return {"status": 503, "detail": str(e)}
-    except ValueError as e:
-        return {"status": 422, "detail": [{"loc": ["body"], "msg": str(e), "type": "value_error"}]}
+    except Exception as e:  # the HTTP routes' table: 404, 422, 503
+        http = as_http_error(e)
+        if http is None:
+            raise
+        return {"status": http.status_code, "detail": http.detail}
 
 
 def add_stream_route(app: FastAPI, request_model: Any, max_plan_work: int, slots: PlanSlots) -> None:

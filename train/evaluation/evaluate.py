@@ -17,7 +17,7 @@ from ..data import random_actions
 from ..episode import replay, run_episode
 from ..families import Params, TaskFamily, box_bounds
 from .protocol import EvalProtocol
-from .result import ERROR_KEYS, EvalResult, TaskResult
+from .result import ERROR_KEYS, EvalResult, TaskResult, mean_or_none
 
 NewSession = Callable[..., Any]  # (mode=, seed=, task_params=) -> Session | RemoteSession
 
@@ -112,12 +112,6 @@ def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], 
                 errs["h_step_nmse"][m].append(float(np.mean(err**2 / task_var)))
                 close(sess)
     return {m: {k: mean_or_none(errs[k][m]) for k in errs if k in ERROR_KEYS or errs[k][m]} for m in contexts}
-
-
-def mean_or_none(values: list) -> float | None:
-    """Mean of the values that exist; None when there are none (e.g. episodes too short for a window)."""
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
 
 
 # ---------------------------------------------------------------------------- control

@@ -18,7 +18,8 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std()), "n": int(a.size)}
 
 
-def _mean(values: list) -> float | None:
+def mean_or_none(values: list) -> float | None:
+    """Mean of the values that exist; None when there are none (e.g. episodes too short for a window)."""
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
@@ -49,7 +50,7 @@ class EvalResult:
 
     def prediction(self, mode: str, m: int, key: str = "one_step_nmse", split: str | None = None) -> float | None:
         """Mean over tasks (of one split) of a prediction error after m transitions."""
-        return _mean([t.prediction[mode][m].get(key) for t in self.tasks if split in (None, t.split)])
+        return mean_or_none([t.prediction[mode][m].get(key) for t in self.tasks if split in (None, t.split)])
 
     def control_values(self, mode: str, key: str = "return", split: str | None = None) -> list[float]:
         """Every episode's `key` (return, position_rmse) over tasks (of one split)."""
