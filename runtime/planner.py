@@ -35,6 +35,8 @@ class PlannerConfig:
     """CEM: fraction of samples kept as elites."""
     deadline_ms: float = 0.0
     """> 0: pick the sample count so that `act` plans within this many ms on this CPU (at most `samples`)."""
+    noise_beta: float = 0.0
+    """Colour of the sampling noise along the horizon (iCEM): power spectrum ~ 1/f^beta; 0 = white, 2 = smooth."""
 
     def replace(self, **overrides) -> PlannerConfig:
         """A validated copy with some fields replaced."""
@@ -51,6 +53,8 @@ class PlannerConfig:
                 raise ValueError(f"planner.{name} must be >= 1, got {getattr(self, name)}")
         if not (self.temperature > 0 and self.noise_scale > 0 and 0 < self.elite_frac <= 1):
             raise ValueError("planner.temperature and noise_scale must be > 0 and elite_frac in (0, 1]")
+        if not 0 <= self.noise_beta <= 4:
+            raise ValueError(f"planner.noise_beta must be in [0, 4] (0: white noise), got {self.noise_beta}")
         if not self.deadline_ms >= 0:
             raise ValueError(f"planner.deadline_ms must be >= 0 (0: no deadline), got {self.deadline_ms}")
 
@@ -62,6 +66,26 @@ class PlannerConfig:
 def shift_plan(plan: np.ndarray) -> np.ndarray:
     """Warm start: drop the executed first action, repeat the last one. (H, A) -> (H, A)."""
     return np.concatenate([plan[1:], plan[-1:]], axis=0)
+
+
+def colored_noise(rng: np.random.Generator, n: int, horizon: int, dim: int, beta: float) -> np.ndarray:
+    """Unit-variance Gaussian noise (n, horizon, dim), correlated in time with power spectrum ~ 1/f^beta.
+
+    beta = 0 is white noise (and draws exactly what `standard_normal` would). As in iCEM (Pinneri et al.
+    2020) and the `colorednoise` package: shape white noise in the frequency domain, then normalize.
+    """
+    if beta == 0 or horizon < 2:
+        return rng.standard_normal((n, horizon, dim), dtype=np.float32)
+    f = np.fft.rfftfreq(horizon)  # (F,)
+    f[0] = f[1]  # no infinite power at f = 0: the lowest frequency stands in for it
+    scale = f ** (-beta / 2)
+    spec = rng.standard_normal((2, n, dim, len(f))) * scale  # real and imaginary parts
+    spec[1, ..., 0] = 0.0  # the mean term is real
+    if horizon % 2 == 0:
+        spec[1, ..., -1] = 0.0  # so is the Nyquist term
+    x = np.fft.irfft(spec[0] + 1j * spec[1], n=horizon, axis=-1)  # (n, dim, H)
+    x /= x.std(axis=-1, keepdims=True) + 1e-8  # each sequence unit variance over the horizon
+    return np.ascontiguousarray(x.transpose(0, 2, 1), dtype=np.float32)
 
 
 def mppi_weights(costs: np.ndarray, temperature: float) -> np.ndarray:
@@ -96,7 +120,7 @@ def plan(
     std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
     n_elite = max(1, int(round(cfg.elite_frac * cfg.samples)))
     for _ in range(cfg.iterations):
-        noise = rng.standard_normal((cfg.samples, *mean.shape), dtype=np.float32) * std  # (N, H, A)
+        noise = colored_noise(rng, cfg.samples, *mean.shape, cfg.noise_beta) * std  # (N, H, A)
         noise[0] = 0.0
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
         costs = np.asarray(objective(actions), dtype=np.float64)  # (N,)

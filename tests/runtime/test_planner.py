@@ -76,3 +76,25 @@ def test_bad_planner_settings_are_rejected():
         PlannerConfig().replace(method="random")
     with pytest.raises(ValueError, match="samples"):
         PlannerConfig().replace(samples=0)
+
+
+def test_colored_noise_is_white_at_beta_zero_and_smooth_at_beta_two():
+    """beta=0 draws exactly the white noise the planner always drew; beta=2 is unit-variance and correlated
+    in time (what makes iCEM's samples smoother than white ones)."""
+    from mbmrl.runtime.planner import colored_noise
+
+    white = colored_noise(np.random.default_rng(0), 512, 15, 2, 0.0)
+    np.testing.assert_array_equal(white, np.random.default_rng(0).standard_normal((512, 15, 2), dtype=np.float32))
+    pink = colored_noise(np.random.default_rng(0), 512, 15, 2, 2.0)
+    assert pink.shape == (512, 15, 2) and pink.dtype == np.float32 and np.isfinite(pink).all()
+    np.testing.assert_allclose(pink.std(axis=1).mean(), 1.0, atol=0.05)
+
+    def lag1(x):
+        return float(np.mean(x[:, 1:] * x[:, :-1]) / np.mean(x * x))
+
+    assert lag1(white) < 0.1 < 0.6 < lag1(pink)
+
+
+def test_noise_beta_is_validated():
+    with pytest.raises(ValueError, match="noise_beta"):
+        PlannerConfig(noise_beta=-1).validate()

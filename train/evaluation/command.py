@@ -14,7 +14,7 @@ from mbmrl.runtime.session import Session
 
 from ..families import get_family
 from .evaluate import evaluate
-from .protocol import EvalConfig
+from .protocol import EvalConfig, parse_planner
 from .report import markdown_tables, plot_curves
 
 
@@ -34,7 +34,9 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     modes = available_modes(cfg.modes, rt, oracle_rt)
     splits = list(family.test_splits) if cfg.split == "test" else [cfg.split]
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt) for m in modes}
+    planner = parse_planner(cfg.planner)
+    rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner) for m in modes}
     protocol = cfg.protocol(family.episode_steps)
     result = evaluate(protocol, family, tasks, modes, lambda: backends, rt.norm.delta_std,
                       prediction_controller=partial(Session, rt) if cfg.prediction_data == "mpc" else None,

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import random_actions
-from ..episode import replay, run_episode
+from ..episode import Observer, Policy, replay, run_episode
 from ..families import Params, TaskFamily, box_bounds
 from .protocol import EvalProtocol
 from .result import ERROR_KEYS, EvalResult, TaskResult, mean_or_none
@@ -32,6 +32,21 @@ def close(session: Any) -> None:
 def session_policy(session: Any) -> Callable[[np.ndarray], np.ndarray]:
     """The session's MPC action for an observation."""
     return lambda obs: session.act(obs).action
+
+
+def stepping(session: Any) -> tuple[Policy, Observer]:
+    """A policy and an observer that drive `session` with one `step` per control step (one round trip
+    over HTTP): the observer keeps the transition, the policy sends it with the next observation."""
+    pending: list[dict] = []
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        _, result = session.step(obs, transition=pending.pop() if pending else None)
+        return result.action
+
+    def observe(obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, reward: float) -> None:
+        pending.append({"obs": obs, "action": action, "next_obs": next_obs, "reward": reward})
+
+    return act, observe
 
 
 # ---------------------------------------------------------------------------- data
@@ -120,7 +135,8 @@ def control_episode(new_session: NewSession, mode: str, family: TaskFamily, para
     """One MPC episode from the family's evaluation start; the session adapts online as it goes."""
     env = family.make_env(params, family.eval_start)
     sess = new_session(mode=mode, seed=seed, task_params=task_params)
-    ep = run_episode(env, session_policy(sess), steps, seed=seed, observe=sess.observe)
+    act, observe = stepping(sess)
+    ep = run_episode(env, act, steps, seed=seed, observe=observe)
     env.close()
     close(sess)
     out = {"return": ep.total_reward, "steps": len(ep.rewards)}

@@ -7,6 +7,20 @@ from dataclasses import dataclass, field
 CONTEXTS = "0,1,2,4,8,16,32,50"
 
 
+def parse_planner(text: str) -> dict:
+    """'samples=128,noise_beta=2' -> {'samples': 128, 'noise_beta': 2.0}: planner overrides for every session."""
+    out: dict = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--planner takes key=value pairs like 'samples=128,noise_beta=2', got {item!r}")
+        try:
+            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()  # e.g. method=cem
+    return out
+
+
 def parse_contexts(text: str) -> tuple[int, ...]:
     """'0,1,2,4' -> (0, 1, 2, 4), sorted and unique; a clear error for anything else."""
     try:
@@ -65,6 +79,8 @@ class EvalConfig:
     episode_steps: int = field(default=0, metadata={"help": "MPC episode length (0 = the family's)"})
     control: bool = field(default=True, metadata={"help": "run MPC episodes"})
     max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N tasks of each split (0 = all)"})
+    planner: str = field(default="", metadata={"help": "planner overrides for every session, e.g. "
+                                                         "'samples=128,noise_beta=2' (default: the artifact's)"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
     workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
