@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .types import ActResult
+from .ws import WebSocket, WebSocketClosed
 
 # the server may close an idle keep-alive connection; these mean "reconnect and send again"
 _STALE = (
@@ -261,26 +262,30 @@ class StepStream:
     """`step` over one WebSocket: no per-step HTTP request. Errors raise `ApiError` and the stream goes on."""
 
     def __init__(self, client: Client, path: str):
-        from websockets.sync.client import connect  # optional: only streaming robots need it
-
         auth = {k: v for k, v in client.headers.items() if k == "Authorization"}
-        self._cm = connect(f"ws://{client.host}:{client.port}{client.prefix}{path}", additional_headers=auth,
-                           open_timeout=client.timeout, max_size=None)
-        self._ws = self._cm.__enter__()  # connect() is a context manager; this object is the one users hold
+        try:
+            self._ws = WebSocket(client.host, client.port, client.prefix + path, auth, client.timeout)
+        except WebSocketClosed as e:
+            raise ApiError(e.code, e.reason) from None
+        except OSError as e:
+            raise ApiError(0, f"cannot reach {client.host}:{client.port}: {e}") from None
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
              planner: dict | None = None) -> tuple[float | None, ActResult]:
         """As `RemoteSession.step`."""
         body = _plan_body(obs, cost, planner, transition)
-        self._ws.send(json.dumps(_jsonable(body), allow_nan=False))
-        out = json.loads(self._ws.recv())
+        try:
+            self._ws.send(json.dumps(_jsonable(body), allow_nan=False))
+            out = json.loads(self._ws.recv())
+        except WebSocketClosed as e:
+            raise ApiError(e.code if e.code >= 4000 else 0, str(e)) from None
         if out.get("status") != 200:
             raise ApiError(int(out.get("status", 0)), out.get("detail"))
         return (None if out["surprise"] is None else float(out["surprise"])), _act_result(out)
 
     def close(self) -> None:
         """Close the WebSocket."""
-        self._cm.__exit__(None, None, None)
+        self._ws.close()
 
     def __enter__(self) -> StepStream:
         return self
