@@ -1,111 +1,134 @@
-"""`mbmrl bench ARTIFACT`: runtime latency vs the same model and plan in PyTorch eager (DESIGN §8).
+"""`mbmrl bench ARTIFACT`: what a robot's control loop feels, beside what it would use instead (DESIGN §8).
 
-Medians of many runs after warm-up, single-threaded by default. Both columns time the same `Session`
-(same planner, seed and weights): the runtime's over ONNX Runtime, the PyTorch column's over the torch
-model rebuilt from the artifact's `model.pt` (`TorchDynamics`), so the only difference is the engine.
+One run measures, single-threaded by default (`--threads`): `Session.act` as served (both rollout calls and
+the session's own work), `observe`, and a control `step` in process, over HTTP and over the stream (p50 and
+p99 after warm-up, keep-alive client, a real server on loopback); the same `act` on PyTorch eager and
+`torch.compile` and pytorch_mppi's MPPI with the same model; FLOPs per act against this CPU's GEMM rate at the
+rollout's shapes; and the Raspberry Pi 4 estimate from FLOPs. `--json FILE` writes `KEYS` (null where a
+column could not be measured).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-from mbmrl.runtime.dynamics import CostTerms
 from mbmrl.runtime.loader import load
-from mbmrl.runtime.model import Runtime
-from mbmrl.runtime.session import Session
 
 from .config import BenchConfig
 
+KEYS = ("act_ms", "act_p99_ms", "act_ms_all_cores", "observe_ms", "step_inprocess_ms", "step_inprocess_p99_ms",
+        "step_http_ms", "step_http_p99_ms", "step_stream_ms", "step_stream_p99_ms", "act_torch_eager_ms",
+        "act_torch_compile_ms", "act_pytorch_mppi_ms", "act_mflop", "act_gflops", "matmul_peak_gflops",
+        "pi4_act_ms_estimate", "pi4_act_ms_range")
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> float:
-    """Median wall time of `fn` in milliseconds, after `warmup` untimed calls."""
+
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 20) -> tuple[float, float]:
+    """(p50, p99) wall time of `fn` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times = np.empty(repeats)
+    for i in range(repeats):
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
+        times[i] = time.perf_counter() - t
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def rollout_flops(rt: Runtime, n: int, horizon: int) -> float:
-    """Multiply-add FLOPs of one rollout call (feature MLP + head per sample per step)."""
-    w = rt.manifest.provenance["train_config"]["mlp_width"]
-    o, a, d, p = rt.obs_dim, rt.action_dim, rt.feature_dim, rt.manifest.output_dim
-    per = (o + a) * w + w * w + w * (d - 1) + d * p
-    return 2.0 * per * n * horizon
-
-
-def matmul_gflops(threads: int) -> float:
-    """This machine's measured fp32 GEMM rate with numpy (the roofline reference)."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
-    ms = median_ms(lambda: a @ a, 30, warmup=5)
-    return 2 * 512**3 / (ms * 1e-3) / 1e9
-
-
-def torch_twin(rt: Runtime, threads: int) -> Runtime:
-    """The same model on the torch engine, from the artifact's checkpoint (torch imported only here)."""
-    import torch
-    from mbmrl.train.checkpoint import Checkpoint
-    from mbmrl.train.torch_dynamics import torch_runtime
-
-    torch.set_num_threads(threads)
-    assert rt.path is not None and rt.manifest.torch_checkpoint
-    ckpt = Checkpoint.load(rt.path / rt.manifest.torch_checkpoint)
-    return torch_runtime(ckpt.model(), ckpt)
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+    """Median wall time of `fn` in milliseconds."""
+    return timings(fn, repeats, warmup)[0]
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    """Measure and print the latency table."""
+    """Measure, print the table, write `--json`; returns the results (KEYS and context)."""
+    from .bench_engines import (
+        PI4_GFLOPS,
+        act_flops,
+        cpu_count,
+        matmul_peak_gflops,
+        pytorch_mppi_act,
+        runtime_calls,
+        torch_act,
+    )
+
     rt = load(cfg.artifact, threads=cfg.threads)
-    engines = {"runtime_ms": rt}
+    planner = {"samples": cfg.samples or rt.default_planner.samples,
+               "horizon": cfg.horizon or rt.default_planner.horizon, "iterations": 1}
+    n, horizon = planner["samples"], planner["horizon"]
+    res: dict = dict.fromkeys(KEYS)
+    rep = cfg.repeats
+    calls = runtime_calls(cfg.artifact, cfg.threads, planner)
+    res["act_ms"], res["act_p99_ms"] = timings(calls["act"], rep)
+    res["observe_ms"] = timings(calls["observe"], rep)[0]
+    res["step_inprocess_ms"], res["step_inprocess_p99_ms"] = timings(calls["step"], rep)
+    cores = cpu_count()
+    res["act_ms_all_cores"] = timings(runtime_calls(cfg.artifact, cores, planner)["act"], rep)[0]
+    if cfg.transport:
+        from .bench_transport import served_steps
+
+        with served_steps(cfg.artifact, cfg.threads, planner) as steps:
+            res["step_http_ms"], res["step_http_p99_ms"] = timings(steps["http"], rep)
+            res["step_stream_ms"], res["step_stream_p99_ms"] = timings(steps["stream"], rep)
     if cfg.torch and importlib.util.find_spec("torch") is None:
-        print("torch is not installed: skipping the PyTorch eager column")
+        print("torch is not installed: skipping the PyTorch columns")
     elif cfg.torch:
-        engines["torch_ms"] = torch_twin(rt, cfg.threads)
-    mode = "recurrent" if "recurrent" in rt.modes else rt.default_mode
-    obs = rt.norm.obs_mean.copy()
-    act = (rt.action_low + rt.action_high) / 2
-    row: dict = {"what": "observe (1 transition)"}
-    for col, engine in engines.items():
-        sess = Session(engine, mode, seed=0)
-        row[col] = median_ms(partial(sess.observe, obs, act, obs, 0.0), cfg.repeats)
-    rows = [row]
-    gemm = matmul_gflops(cfg.threads)
-    rng = np.random.default_rng(0)
-    for n, horizon in ((256, 15), (1024, 15), (256, 30), (1024, 30)):
-        if horizon not in (rt.horizons or []):
-            continue
-        planner = {"samples": n, "horizon": horizon, "iterations": 1}
-        row = {"what": f"act N={n} H={horizon}"}
-        for col, engine in engines.items():
-            sess = Session(engine, mode, planner=planner, seed=0)
-            row[col] = median_ms(partial(sess.act, obs), cfg.repeats)
-        acts = rng.uniform(rt.action_low, rt.action_high, (n, horizon, rt.action_dim)).astype(np.float32)
-        terms = CostTerms.build(rt.default_cost, horizon, rt.feature_dim)
-        roll_ms = median_ms(partial(rt.dynamics.rollout, obs, rt.h0, rt.W0, acts, terms), cfg.repeats)
-        row["rollout_gflops"] = rollout_flops(rt, n, horizon) / (roll_ms * 1e-3) / 1e9
-        rows.append(row)
-    print(f"mbmrl bench  artifact={cfg.artifact}  threads={cfg.threads}  "
-          f"numpy fp32 GEMM 512x512 {gemm:.1f} GFLOP/s (BLAS default threads)")
-    print(f"{'measurement (Session)':<24}{'runtime (ORT) ms':>18}{'PyTorch eager ms':>18}{'speed-up':>10}"
-          f"{'GFLOP/s':>10}")
-    for r in rows:
-        t = r.get("torch_ms")
-        torch_col = f"{t:.3f}" if t else "-"
-        speedup = f"{t / r['runtime_ms']:.2f}x" if t else "-"
-        gflops = f"{r['rollout_gflops']:.2f}" if "rollout_gflops" in r else "-"
-        print(f"{r['what']:<24}{r['runtime_ms']:>18.3f}{torch_col:>18}{speedup:>10}{gflops:>10}")
-    result = {"threads": cfg.threads, "gemm_gflops": gemm, "rows": rows, "artifact": str(cfg.artifact)}
+        res["act_torch_eager_ms"] = timings(torch_act(cfg.artifact, cfg.threads, planner), rep)[0]
+        if cfg.compile:
+            compiled = torch_act(cfg.artifact, cfg.threads, planner, compiled=True)
+            res["act_torch_compile_ms"] = timings(compiled, rep, warmup=5)[0]  # warm-up compiles both shapes
+        mppi = pytorch_mppi_act(cfg.artifact, cfg.threads, planner)
+        if mppi is None:
+            print("pytorch_mppi is not installed (pip install 'mbmrl[bench]'): skipping its column")
+        else:
+            res["act_pytorch_mppi_ms"] = timings(mppi, rep)[0]
+    flops = act_flops(rt, n, horizon)
+    res["act_mflop"] = flops / 1e6
+    res["act_gflops"] = flops / (res["act_ms"] * 1e-3) / 1e9
+    res["matmul_peak_gflops"] = matmul_peak_gflops(rt, n, cfg.threads)
+    res["pi4_act_ms_estimate"] = flops / (PI4_GFLOPS[0] * 1e9) * 1e3
+    res["pi4_act_ms_range"] = [flops / (g * 1e9) * 1e3 for g in reversed(PI4_GFLOPS)]
+    res.update(artifact=str(cfg.artifact), threads=cfg.threads, cpu_count=cores, samples=n, horizon=horizon)
+    print_table(res)
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(result, indent=2))
-    return result
+        Path(cfg.json).write_text(json.dumps(res, indent=2))
+    return res
+
+
+def print_table(r: dict) -> None:
+    """The human-readable report of `run_bench`'s results."""
+    def ms(key: str) -> str:
+        return "-" if r.get(key) is None else f"{r[key]:.3f}"
+
+    def ratio(key: str) -> str:
+        return "-" if r.get(key) is None else f"{r[key] / r['act_ms']:.2f}x slower"
+
+    print(f"mbmrl bench  artifact={r['artifact']}  threads={r['threads']}  N={r['samples']}  H={r['horizon']}")
+    rows = [
+        ("act (Session, ONNX Runtime)", ms("act_ms"), ms("act_p99_ms"), ""),
+        (f"act, all {r['cpu_count']} cores", ms("act_ms_all_cores"), "", ""),
+        ("observe (1 transition)", ms("observe_ms"), "", ""),
+        ("step in process", ms("step_inprocess_ms"), ms("step_inprocess_p99_ms"), ""),
+        ("step over HTTP", ms("step_http_ms"), ms("step_http_p99_ms"), _overhead(r, "step_http_ms")),
+        ("step over the stream", ms("step_stream_ms"), ms("step_stream_p99_ms"), _overhead(r, "step_stream_ms")),
+        ("act, PyTorch eager", ms("act_torch_eager_ms"), "", ratio("act_torch_eager_ms")),
+        ("act, torch.compile", ms("act_torch_compile_ms"), "", ratio("act_torch_compile_ms")),
+        ("act, pytorch_mppi 0.9", ms("act_pytorch_mppi_ms"), "", ratio("act_pytorch_mppi_ms")),
+    ]
+    print(f"{'measurement':<30}{'p50 ms':>10}{'p99 ms':>10}   note")
+    for what, p50, p99, note in rows:
+        print(f"{what:<30}{p50:>10}{p99:>10}   {note}")
+    lo, hi = r["pi4_act_ms_range"]
+    print(f"act: {r['act_mflop']:.1f} MFLOP at {r['act_gflops']:.1f} GFLOP/s; this CPU's ORT GEMM at the rollout's "
+          f"shapes {r['matmul_peak_gflops']:.1f} GFLOP/s; Raspberry Pi 4 estimate {lo:.1f}-{hi:.1f} ms "
+          f"(8-12 GFLOP/s)")
+
+
+def _overhead(r: dict, key: str) -> str:
+    if r.get(key) is None or r.get("step_inprocess_ms") is None:
+        return ""
+    return f"+{r[key] - r['step_inprocess_ms']:.3f} ms over in process"

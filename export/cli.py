@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, type, str | None, str]] = {
               "mbmrl.runtime.serve:serve"),
     "eval": ("evaluate an artifact on a family's test tasks", EvalConfig, "artifact",
              "mbmrl.train.evaluation.command:run_eval"),
-    "bench": ("latency of the runtime vs PyTorch eager", BenchConfig, "artifact", "mbmrl.export.bench:run_bench"),
+    "bench": ("latency of act, observe and step (in process, HTTP, stream) vs PyTorch and pytorch_mppi",
+              BenchConfig, "artifact", "mbmrl.export.bench:run_bench"),
     "quickstart": ("train, export, serve and control pendulums in minutes on a CPU", QuickstartConfig, None,
                    "mbmrl.export.quickstart:quickstart"),
 }

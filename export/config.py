@@ -23,10 +23,14 @@ class BenchConfig:
     """Latency benchmark settings."""
 
     artifact: str = field(default="artifact", metadata={"help": "artifact directory"})
-    threads: int = field(default=1, metadata={"help": "intra-op threads for both engines"})
-    repeats: int = field(default=200, metadata={"help": "timed runs per measurement (median reported)"})
-    json: str = field(default="", metadata={"help": "also write the results to this JSON file"})
-    torch: bool = field(default=True, metadata={"help": "include the PyTorch eager column (needs torch)"})
+    threads: int = field(default=1, metadata={"help": "intra-op threads for every engine"})
+    repeats: int = field(default=300, metadata={"help": "timed runs per measurement (p50 and p99 reported)"})
+    samples: int = field(default=0, metadata={"help": "planner samples N (0 = the artifact's default)"})
+    horizon: int = field(default=0, metadata={"help": "planner horizon H (0 = the artifact's default)"})
+    json: str = field(default="", metadata={"help": "also write the results (stable keys) to this JSON file"})
+    torch: bool = field(default=True, metadata={"help": "include the PyTorch and pytorch_mppi columns"})
+    compile: bool = field(default=True, metadata={"help": "include the torch.compile column (compiles first)"})
+    transport: bool = field(default=True, metadata={"help": "time step over HTTP and the stream (starts a server)"})
 
 
 @dataclass(frozen=True)

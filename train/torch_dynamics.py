@@ -20,9 +20,11 @@ class TorchDynamics:
 
     horizons: list[int] | None = None  # any horizon
 
-    def __init__(self, model: DynamicsModel):
+    def __init__(self, model: DynamicsModel, compiled: bool = False):
         self.model = model
         self.device = model.W0.device
+        # torch.compile'd rollout (`mbmrl bench`'s column): compiled once per input shape, on first use
+        self._rollout = torch.compile(model.rollout_costs, dynamic=False) if compiled else model.rollout_costs
 
     def _t(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
@@ -43,7 +45,7 @@ class TorchDynamics:
         """The exported rollout graphs' computation (the risk one only when `terms.risk`): -> costs (N,),
         states (N, H, O)."""
         feeds = {k: self._t(v) for k, v in rollout_feeds(obs, h, W, actions, terms).items()}  # as ORT's graphs
-        costs, states = self.model.rollout_costs(**feeds)
+        costs, states = self._rollout(**feeds)
         return costs.cpu().numpy(), states.cpu().numpy()
 
 

@@ -55,3 +55,37 @@ def test_the_parser_registers_every_subcommand_with_its_flags_without_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+def test_bench_writes_every_stable_key(tiny_artifact, tmp_path):
+    """`mbmrl bench --json` has every documented key; each measured one is a positive number."""
+    import json
+
+    from mbmrl.export.bench import KEYS
+    from mbmrl.export.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(tiny_artifact), "--repeats", "5", "--samples", "32", "--no-compile",
+                 "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert set(KEYS) <= set(got) and got["samples"] == 32
+    for key in KEYS:
+        if key in ("act_torch_compile_ms",) or (key == "act_pytorch_mppi_ms" and got[key] is None):
+            continue
+        values = got[key] if isinstance(got[key], list) else [got[key]]
+        assert all(isinstance(v, float) and v > 0 for v in values), key
+    assert got["act_torch_compile_ms"] is None  # --no-compile
+    assert got["pi4_act_ms_range"][0] < got["pi4_act_ms_estimate"] == got["pi4_act_ms_range"][1]
+
+
+def test_pytorch_mppi_plans_with_our_model(tiny_artifact):
+    """The pytorch_mppi column runs MPPI over our model and gives an action inside the bounds."""
+    pytest.importorskip("pytorch_mppi")
+    import numpy as np
+    from mbmrl.export.bench_engines import pytorch_mppi_act
+    from mbmrl.runtime import load
+
+    act = pytorch_mppi_act(str(tiny_artifact), 1, {"samples": 32, "horizon": 15})
+    rt = load(tiny_artifact)
+    a = act()
+    assert a.shape == (rt.action_dim,) and np.all(a >= rt.action_low - 1e-6) and np.all(a <= rt.action_high + 1e-6)

@@ -1,0 +1,145 @@
+"""What `mbmrl bench` (and `benchmarks/`) time: one control step's work on each engine, as zero-argument calls.
+
+Every call plans with the same model weights, belief, cost, sample count and horizon: the runtime's
+`Session` over ONNX Runtime, the same `Session` over the torch model (eager, and `torch.compile`d), and
+pytorch_mppi's `MPPI` (what a roboticist would reach for) over the same model's one-step function.
+torch is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+from mbmrl.runtime.dynamics import CostTerms
+from mbmrl.runtime.loader import load
+from mbmrl.runtime.model import Runtime
+from mbmrl.runtime.session import Session
+
+PI4_GFLOPS = (8.0, 12.0)  # one Raspberry Pi 4 (Cortex-A72) core, fp32 GEMM: roughly 8-12 GFLOP/s
+TRANSITION = "transition"
+
+
+def bench_inputs(rt: Runtime) -> tuple[np.ndarray, dict]:
+    """A typical observation (the training mean) and a transition from it (for observe and step)."""
+    obs = rt.norm.obs_mean.astype(np.float32)
+    action = ((rt.action_low + rt.action_high) / 2).astype(np.float32)
+    nxt = (obs + rt.norm.delta_mean).astype(np.float32)
+    return obs, {"obs": obs, "action": action, "next_obs": nxt, "reward": 0.0}
+
+
+def act_flops(rt: Runtime, n: int, horizon: int) -> float:
+    """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps, plus the
+    plan's own (N=1) rollout."""
+    w = rt.manifest.provenance["train_config"]["mlp_width"]
+    o, a, d, p = rt.obs_dim, rt.action_dim, rt.feature_dim, rt.manifest.output_dim
+    per = (o + a) * w + w * w + w * (d - 1) + d * p
+    return 2.0 * per * (n + 1) * horizon
+
+
+def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) -> float:
+    """This CPU's fp32 GEMM rate in ONNX Runtime at the rollout's own shapes ((n, width) @ (width, width)),
+    with `threads` intra-op threads: the roofline `act` is judged against."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .bench import median_ms
+
+    w, chain = rt.manifest.provenance["train_config"]["mlp_width"], 16
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal((w, w)) / np.sqrt(w)).astype(np.float32), f"w{i}")
+               for i in range(chain)]
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"y{i - 1}", f"w{i}"], [f"y{i}"]) for i in range(chain)]
+    graph = helper.make_graph(nodes, "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, w])],
+                              [helper.make_tensor_value_info(f"y{chain - 1}", TensorProto.FLOAT, [n, w])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((n, w)).astype(np.float32)
+    ms = median_ms(partial(sess.run, None, {"x": x}), repeats)
+    return chain * 2.0 * n * w * w / (ms * 1e-3) / 1e9
+
+
+def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None = None) -> dict[str, Callable]:
+    """`act`, `observe` and `step` of an ONNX Runtime `Session` (as served: both rollout calls, session work)."""
+    rt = load(artifact, threads=threads)
+    mode = mode or ("recurrent" if "recurrent" in rt.modes else rt.default_mode)
+    obs, t = bench_inputs(rt)
+    sess = Session(rt, mode, planner=planner, seed=0)
+    return {"act": partial(sess.act, obs), "observe": partial(sess.observe, **t),
+            "step": partial(sess.step, obs, t)}
+
+
+def torch_act(artifact: str, threads: int, planner: dict, compiled: bool = False) -> Callable:
+    """The same `Session.act` over the torch model of the artifact's `model.pt` (eager or `torch.compile`d)."""
+    import torch
+    from mbmrl.train.checkpoint import Checkpoint
+    from mbmrl.train.torch_dynamics import TorchDynamics
+
+    torch.set_num_threads(threads)
+    rt = load(artifact, threads=threads)
+    assert rt.path is not None and rt.manifest.torch_checkpoint
+    ckpt = Checkpoint.load(rt.path / rt.manifest.torch_checkpoint)
+    twin = Runtime(rt.manifest, rt.params, TorchDynamics(ckpt.model(), compiled=compiled))
+    mode = "recurrent" if "recurrent" in rt.modes else rt.default_mode
+    sess = Session(twin, mode, planner=planner, seed=0)
+    obs, _ = bench_inputs(rt)
+    return partial(sess.act, obs)
+
+
+def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | None:
+    """pytorch_mppi 0.9's `MPPI.command` over the same model, belief (h0, W0), cost and N x H; None when
+    pytorch_mppi is not installed (`pip install 'mbmrl[bench]'`).
+
+    Its dynamics is the model's one-step function (`DynamicsModel.step`) on a state that carries the
+    predicted reward along, so its running cost is ours: quadratic state and action terms minus the reward.
+    """
+    try:
+        from pytorch_mppi import MPPI
+    except ImportError:
+        return None
+    import torch
+    from mbmrl.train.checkpoint import Checkpoint
+
+    torch.set_num_threads(threads)
+    rt = load(artifact, threads=threads)
+    assert rt.path is not None and rt.manifest.torch_checkpoint
+    model = Checkpoint.load(rt.path / rt.manifest.torch_checkpoint).model().eval()
+    n, horizon = planner["samples"], planner["horizon"]
+    o = rt.obs_dim
+    terms = CostTerms.build(rt.default_cost, horizon, rt.feature_dim)
+    target, q = torch.as_tensor(terms.target[0]), torch.as_tensor(terms.q)
+    r, reward_weight = torch.as_tensor(terms.r), float(terms.reward_weight[0])
+    W = torch.as_tensor(rt.W0)
+    with torch.no_grad():
+        h_proj = model.fh(torch.as_tensor(rt.h0)[None])  # (1, width): the belief enters once, as in our graph
+
+    def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # (K, O+1), (K, A) -> (K, O+1)
+        nxt, _, out = model.step(state[:, :o], action, h_proj, W)
+        return torch.cat([nxt, model.reward(out).reshape(-1, 1)], dim=1)
+
+    def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # -> (K,)
+        return ((state[:, :o] - target) ** 2) @ q + (action**2) @ r - reward_weight * state[:, o]
+
+    half = torch.as_tensor((rt.action_high - rt.action_low) / 2)
+    mppi = MPPI(dynamics, running_cost, o + 1, noise_sigma=torch.diag((planner.get("noise_scale", 0.5) * half) ** 2),
+                num_samples=n, horizon=horizon, lambda_=1.0, u_min=torch.as_tensor(rt.action_low),
+                u_max=torch.as_tensor(rt.action_high), device="cpu")
+    obs, _ = bench_inputs(rt)
+    state = torch.as_tensor(np.concatenate([obs, [0.0]]).astype(np.float32))
+
+    def act() -> np.ndarray:
+        with torch.no_grad():
+            return mppi.command(state).numpy()
+
+    return act
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
