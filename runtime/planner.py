@@ -120,7 +120,7 @@ def plan(
     std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
     n_elite = max(1, int(round(cfg.elite_frac * cfg.samples)))
     for _ in range(cfg.iterations):
-        noise = colored_noise(rng, cfg.samples, *mean.shape, cfg.noise_beta) * std  # (N, H, A)
+        noise = colored_noise(rng, cfg.samples, mean.shape[0], mean.shape[1], cfg.noise_beta) * std  # (N, H, A)
         noise[0] = 0.0
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
         costs = np.asarray(objective(actions), dtype=np.float64)  # (N,)
