@@ -4,10 +4,9 @@ Every vector in a request has the artifact's exact dimension, so the OpenAPI sch
 tells a client precisely what to send; models are strict (no `true` or `"1.5"` for a float).
 """
 
-import json
 from typing import Annotated, Any, Literal, NamedTuple
 
-from fastapi import Path, Response
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailFast, Field, Tag, field_validator
 from pydantic.functional_validators import BeforeValidator, model_validator
 from pydantic_core import PydanticCustomError
@@ -141,12 +140,6 @@ def acted(r: ActResult) -> dict:
     return {"action": r.action.tolist(), "plan": r.plan.tolist(), "predicted_obs": r.predicted_obs.tolist(),
             "expected_cost": r.expected_cost, "fallback": r.fallback, "samples_used": r.samples_used,
             "plan_ms": r.plan_ms}
-
-
-def json_reply(obj: Any) -> Response:
-    """A 200 JSON reply encoded once (hot routes skip FastAPI's response-model re-validation; every number in
-    it is finite by construction, `allow_nan=False` makes sure)."""
-    return Response(json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(), media_type="application/json")
 
 
 class Stepped(Acted):

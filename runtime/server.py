@@ -40,7 +40,6 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     _err,
     acted,
     build_request_models,
-    json_reply,
 )
 from .artifact import FORMAT_VERSION, Manifest
 from .http_guards import (
@@ -61,6 +60,7 @@ from .session import Session
 from .session_store import PersistError, SessionStore, TooManySessions, UnknownSession  # noqa: F401
 from .stream import add_stream_route, apply_step
 from .types import PlanningError
+from .wire import json_reply
 
 log = logging.getLogger("mbmrl.serve")
 
