@@ -62,16 +62,17 @@ def run_bench(cfg: BenchConfig) -> dict:
     n, horizon = planner["samples"], planner["horizon"]
     res: dict = dict.fromkeys(KEYS)
     rep = cfg.repeats
-    calls = runtime_calls(cfg.artifact, cfg.threads, planner)
+    calls = runtime_calls(cfg.artifact, cfg.threads, planner, precision=cfg.precision)
     res["act_ms"], res["act_p99_ms"] = timings(calls["act"], rep)
     res["observe_ms"] = timings(calls["observe"], rep)[0]
     res["step_inprocess_ms"], res["step_inprocess_p99_ms"] = timings(calls["step"], rep)
     cores = cpu_count()
-    res["act_ms_all_cores"] = timings(runtime_calls(cfg.artifact, cores, planner)["act"], rep)[0]
+    all_cores = runtime_calls(cfg.artifact, cores, planner, precision=cfg.precision)
+    res["act_ms_all_cores"] = timings(all_cores["act"], rep)[0]
     if cfg.transport:
         from .bench_transport import served_steps
 
-        with served_steps(cfg.artifact, cfg.threads, planner) as steps:
+        with served_steps(cfg.artifact, cfg.threads, planner, precision=cfg.precision) as steps:
             res["step_http_ms"], res["step_http_p99_ms"] = timings(steps["http"], rep)
             res["step_stream_ms"], res["step_stream_p99_ms"] = timings(steps["stream"], rep)
     if cfg.torch and importlib.util.find_spec("torch") is None:
@@ -92,7 +93,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     res["matmul_peak_gflops"] = matmul_peak_gflops(rt, n, cfg.threads)
     res["pi4_act_ms_estimate"] = flops / (PI4_GFLOPS[0] * 1e9) * 1e3
     res["pi4_act_ms_range"] = [flops / (g * 1e9) * 1e3 for g in reversed(PI4_GFLOPS)]
-    res.update(artifact=str(cfg.artifact), threads=cfg.threads, cpu_count=cores, samples=n, horizon=horizon)
+    res.update(artifact=str(cfg.artifact), precision=cfg.precision, threads=cfg.threads, cpu_count=cores,
+               samples=n, horizon=horizon)
     print_table(res)
     if cfg.json:
         Path(cfg.json).write_text(json.dumps(res, indent=2))
@@ -107,7 +109,8 @@ def print_table(r: dict) -> None:
     def ratio(key: str) -> str:
         return "-" if r.get(key) is None else f"{r[key] / r['act_ms']:.2f}x slower"
 
-    print(f"mbmrl bench  artifact={r['artifact']}  threads={r['threads']}  N={r['samples']}  H={r['horizon']}")
+    print(f"mbmrl bench  artifact={r['artifact']}  threads={r['threads']}  N={r['samples']}  H={r['horizon']}  "
+          f"rollout graphs {r['precision']}")
     rows = [
         ("act (Session, ONNX Runtime)", ms("act_ms"), ms("act_p99_ms"), ""),
         (f"act, all {r['cpu_count']} cores", ms("act_ms_all_cores"), "", ""),

@@ -65,9 +65,10 @@ def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) ->
     return chain * 2.0 * n * w * w / (ms * 1e-3) / 1e9
 
 
-def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None = None) -> dict[str, Callable]:
+def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None = None,
+                  precision: str = "fp32") -> dict[str, Callable]:
     """`act`, `observe` and `step` of an ONNX Runtime `Session` (as served: both rollout calls, session work)."""
-    rt = load(artifact, threads=threads)
+    rt = load(artifact, threads=threads, precision=precision)
     mode = mode or ("recurrent" if "recurrent" in rt.modes else rt.default_mode)
     obs, t = bench_inputs(rt)
     sess = Session(rt, mode, planner=planner, seed=0)

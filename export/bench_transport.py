@@ -15,12 +15,13 @@ from .bench_engines import bench_inputs
 
 
 @contextlib.contextmanager
-def served_steps(artifact: str, threads: int, planner: dict, mode: str | None = None) -> Iterator[dict[str, Callable]]:
+def served_steps(artifact: str, threads: int, planner: dict, mode: str | None = None,
+                 precision: str = "fp32") -> Iterator[dict[str, Callable]]:
     """Yields {"http": call, "stream": call}: one `step` each, on two sessions of a served artifact."""
     rt = load(artifact, threads=threads)
     mode = mode or ("recurrent" if "recurrent" in rt.modes else rt.default_mode)
     obs, t = bench_inputs(rt)
-    with local_server(artifact, "--threads", str(threads)) as url:
+    with local_server(artifact, "--threads", str(threads), "--precision", precision) as url:
         client = Client(url)
         over_http = client.new_session(mode=mode, seed=0, planner=planner)
         streamed = client.new_session(mode=mode, seed=0, planner=planner)

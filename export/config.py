@@ -16,6 +16,10 @@ class ExportConfig:
     out: str = field(default="artifact", metadata={"help": "artifact directory to write"})
     horizons: tuple[int, ...] = field(default=(15, 30), metadata={"help": "planning horizons to export"})
     tolerance: float = field(default=1e-4, metadata={"help": "max abs torch-vs-ORT error allowed"})
+    int8: str = field(default="", metadata={"help": "also export int8 rollout graphs with these layers quantized: "
+                                                    "'f2' (the width x width layer), 'f2,f3' or 'all'"})
+    int8_budget: float = field(default=0.05, metadata={
+        "help": "largest median int8 error allowed: cost error / cost spread, and action error / action range"})
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class BenchConfig:
     samples: int = field(default=0, metadata={"help": "planner samples N (0 = the artifact's default)"})
     horizon: int = field(default=0, metadata={"help": "planner horizon H (0 = the artifact's default)"})
     json: str = field(default="", metadata={"help": "also write the results (stable keys) to this JSON file"})
+    precision: str = field(default="fp32", metadata={"help": "rollout graphs to time: 'fp32' or 'int8'"})
     torch: bool = field(default=True, metadata={"help": "include the PyTorch and pytorch_mppi columns"})
     compile: bool = field(default=True, metadata={"help": "include the torch.compile column (compiles first)"})
     transport: bool = field(default=True, metadata={"help": "time step over HTTP and the stream (starts a server)"})

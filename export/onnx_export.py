@@ -13,11 +13,13 @@ from pathlib import Path
 import onnx
 import torch
 from mbmrl.runtime.artifact import GraphSpec, Manifest
+from mbmrl.runtime.loader import load
 from mbmrl.train.checkpoint import Checkpoint, manifest_for, params_for
 
 from .config import ExportConfig
 from .graphs import EncoderStep, Features, Rollout, example_inputs
-from .parity import check_parity
+from .int8 import check_budget, measure_error, parse_layers, quantize_graph
+from .parity import check_parity, error_contexts
 
 
 def _quiet_exporter() -> None:
@@ -77,6 +79,13 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
             export_graph(module, args, out / f"{name}.onnx", dyn)
             graphs[name] = GraphSpec(f"{name}.onnx", tuple(module.input_names), tuple(module.output_names),  # type: ignore[arg-type]
                                      getattr(module, "horizon", None), getattr(module, "risk", False))
+        if cfg.int8 and not model.oracle:  # the oracle sub-artifact is for evaluation: fp32 only
+            layers = parse_layers(cfg.int8)
+            for name, g in list(graphs.items()):
+                if g.horizon is not None:
+                    file = f"{name}_int8.onnx"
+                    quantize_graph(out / g.file, out / file, layers)
+                    graphs[f"{name}_int8"] = dataclasses.replace(g, file=file, precision="int8")
     params_for(model, ckpt).save(out / "params.npz")
     run_dir = ckpt_path.parent
     run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
@@ -88,7 +97,14 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
         provenance={**base.provenance, "git_commit": git_commit(), "metrics_at_export": run_metrics.get("final", {}),
                     "train_seconds": run_metrics.get("wall_seconds")},
     ).write(out)
-    return dataclasses.replace(manifest, parity=check_parity(model, out, data_path, cfg.tolerance)).write(out)
+    manifest = dataclasses.replace(manifest, parity=check_parity(model, out, data_path, cfg.tolerance)).write(out)
+    if cfg.int8 and not model.oracle:
+        obs, h = error_contexts(model, data_path)
+        measured = measure_error(load(out), load(out, precision="int8"), obs, h)
+        manifest = dataclasses.replace(manifest, int8={"layers": list(parse_layers(cfg.int8)), "per_channel": True,
+                                                       "budget": cfg.int8_budget, **measured}).write(out)
+        check_budget(measured, cfg.int8_budget)
+    return manifest
 
 
 def export_run(cfg: ExportConfig) -> Path:

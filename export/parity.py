@@ -38,6 +38,17 @@ def real_inputs(model: DynamicsModel, segs: Segments, batch: int = 16, horizon: 
     }
 
 
+def error_contexts(model: DynamicsModel, data_path: Path | None, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """n (obs, h) pairs to measure approximation error on: real states with beliefs folded over real context
+    when the run's data is there, else random states around the data statistics and random beliefs."""
+    with torch.no_grad():
+        if data_path is not None:
+            ex = real_inputs(model, Segments.load(data_path), batch=n)["features"]
+        else:
+            ex = example_inputs(model, batch=n)["features"]
+    return ex[0].numpy(), ex[2].numpy()  # (n, O), (n, hidden)
+
+
 def _max_err(ref: list[torch.Tensor], got: list[np.ndarray]) -> tuple[float, float]:
     err = max(float(np.abs(r.numpy() - g).max()) for r, g in zip(ref, got, strict=True))
     scale = max(float(r.abs().max()) for r in ref)

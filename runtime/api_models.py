@@ -85,6 +85,8 @@ class ModelInfo(BaseModel):
     default_cost: dict[str, Any]
     default_planner: dict[str, Any]
     horizons: list[int]
+    precision: str = Field("fp32", description="rollout graphs in use: fp32, or int8 with `int8`'s measured error")
+    int8: dict[str, Any] | None = None
     family: str | None
     format_version: int
 

@@ -63,6 +63,8 @@ class GraphSpec:
     horizon: int | None = None
     risk: bool = False
     """rollouts: this graph adds the risk term (takes w_cov, uncertainty_weight); run only when it is on."""
+    precision: str = "fp32"
+    """rollouts: 'fp32', or 'int8' (quantized layers, `manifest.int8` says which and what error they add)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class Manifest:
     torch_checkpoint: str | None = None
     provenance: dict = field(default_factory=dict)
     parity: dict | None = None
+    int8: dict | None = None
+    """When int8 rollout graphs were exported: their layers, budget and measured error (`mbmrl.export.int8`)."""
 
     @property
     def horizons(self) -> list[int]:
@@ -129,7 +133,8 @@ class Manifest:
             elif f.name == "modes":
                 v = {k: s.to_dict() for k, s in v.items()}
             elif f.name == "graphs":
-                v = {k: {kk: vv for kk, vv in dataclasses.asdict(g).items() if vv is not None and vv is not False}
+                v = {k: {kk: vv for kk, vv in dataclasses.asdict(g).items()
+                         if vv is not None and vv is not False and not (kk == "precision" and vv == "fp32")}
                      for k, g in v.items()}
             elif dataclasses.is_dataclass(v):
                 v = dataclasses.asdict(v)  # type: ignore[arg-type]
@@ -150,7 +155,7 @@ class Manifest:
             kw["normalization"] = Normalization.from_dict(d["normalization"])
             kw["modes"] = {k: ModeSpec(**v) for k, v in d["modes"].items()}
             kw["graphs"] = {k: GraphSpec(g["file"], tuple(g["inputs"]), tuple(g["outputs"]), g.get("horizon"),
-                                      bool(g.get("risk", False)))
+                                      bool(g.get("risk", False)), str(g.get("precision", "fp32")))
                             for k, g in d.get("graphs", {}).items()}
             if d.get("oracle"):
                 o = d["oracle"]

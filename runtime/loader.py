@@ -9,8 +9,9 @@ from .model import Runtime
 from .onnx_dynamics import OnnxDynamics
 
 
-def load(artifact: str | Path, threads: int = 1, verify: bool = True) -> Runtime:
-    """Read and (by default) hash-check the artifact, and open its graphs with `threads` intra-op threads."""
+def load(artifact: str | Path, threads: int = 1, verify: bool = True, precision: str = "fp32") -> Runtime:
+    """Read and (by default) hash-check the artifact, and open its graphs with `threads` intra-op threads;
+    `precision` 'int8' plans with the artifact's quantized rollout graphs."""
     root = Path(artifact)
     manifest = Manifest.load(root, verify=verify)
     params = Params.load(root / manifest.params_file)
@@ -20,4 +21,4 @@ def load(artifact: str | Path, threads: int = 1, verify: bool = True) -> Runtime
         if getattr(params, name).shape != shape:
             raise ArtifactError(f"{root / m.params_file}: {name} has shape {getattr(params, name).shape}, the "
                                 f"manifest says {shape}; re-export the run")
-    return Runtime(manifest, params, OnnxDynamics(root, manifest, threads), root)
+    return Runtime(manifest, params, OnnxDynamics(root, manifest, threads, precision), root)

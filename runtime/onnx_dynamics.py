@@ -26,8 +26,9 @@ def make_session_options(threads: int = 1) -> ort.SessionOptions:
 class OnnxDynamics:
     """`Dynamics` over an artifact's ONNX graphs (numpy in, numpy out)."""
 
-    def __init__(self, root: str | Path, manifest: Manifest, threads: int = 1):
+    def __init__(self, root: str | Path, manifest: Manifest, threads: int = 1, precision: str = "fp32"):
         opts = make_session_options(threads)
+        self.precision = precision
 
         def load(g: GraphSpec) -> ort.InferenceSession:
             path = Path(root) / g.file
@@ -49,9 +50,11 @@ class OnnxDynamics:
         self._encoder = load(graphs["encoder_step"]) if "encoder_step" in graphs else None
         # (horizon, risk) -> (session, input names); a graph that takes w_cov can cost with or without risk
         self._rollouts = {(int(g.horizon), g.risk or "w_cov" in g.inputs): (load(g), g.inputs)
-                          for g in graphs.values() if g.horizon is not None}
+                          for g in graphs.values() if g.horizon is not None and g.precision == precision}
         if not self._rollouts:
-            raise ArtifactError(f"{root}: the manifest lists no rollout graph")
+            hint = (" at int8: export with `mbmrl export RUN --int8 f2`" if precision == "int8" else
+                    "" if precision == "fp32" else f" at precision {precision!r} (known: 'fp32', 'int8')")
+            raise ArtifactError(f"{root}: the manifest lists no rollout graph{hint}")
         self.horizons: list[int] | None = sorted({H for H, _ in self._rollouts})
 
     def features(self, obs: np.ndarray, action: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -39,6 +39,9 @@ class ServeConfig:
     session_ttl_s: float = field(default=86400.0, metadata={
         "help": "evict sessions (and their files) idle longer than this many seconds; 0: never"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads per graph"})
+    precision: str = field(default="fp32", metadata={
+        "help": "rollout graphs to plan with: 'fp32' or 'int8' (an artifact exported with --int8; faster, with "
+                "the error its manifest states)"})
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "larger request bodies get 413"})
     body_timeout: float = field(default=5.0, metadata={
         "help": "seconds a request body may take to arrive; slower (or shorter than declared) bodies get 408"})
@@ -68,7 +71,8 @@ def serve(cfg: ServeConfig) -> None:
     if not token and not cfg.insecure and not _is_loopback(cfg.host):
         raise ValueError(f"refusing to serve {cfg.host} (not loopback) without a token: set MBMRL_TOKEN or pass "
                          "--token-file PATH, or pass --insecure to let anyone on the network drive the server")
-    runtime = load(cfg.artifact, threads=cfg.threads)  # verified first: a broken artifact is one line (exit 2)
+    # verified first: a broken artifact is one line (exit 2)
+    runtime = load(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
     app = create_app(cfg.artifact, runtime=runtime, token=token or None, state_dir=cfg.state_dir or None,
                      threads=cfg.threads,
                      max_body_bytes=cfg.max_body_bytes, max_sessions=cfg.max_sessions,

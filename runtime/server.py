@@ -175,7 +175,8 @@ def create_app(
             "hidden_size": mf.hidden_size, "modes": {k: s.to_dict() for k, s in mf.modes.items()},
             "default_mode": rt.default_mode, "default_cost": rt.default_cost.to_dict(),
             "default_planner": rt.default_planner.to_dict(), "horizons": rt.horizons, "family": mf.family,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION, "precision": getattr(rt.dynamics, "precision", "fp32"),
+            "int8": mf.int8,
         }
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],

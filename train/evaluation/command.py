@@ -24,6 +24,12 @@ def available_modes(requested: str, rt: Runtime, oracle_rt: Runtime | None) -> l
     return [m for m in (x.strip() for x in requested.split(",")) if m in offered]
 
 
+def _named_session(rt: Runtime, real_mode: str, planner: dict, **kw) -> Session:
+    """A session of `real_mode` whatever label the evaluation passes as its mode (e.g. 'bayes@int8')."""
+    kw.pop("mode", None)
+    return Session(rt, real_mode, planner=planner, **kw)
+
+
 def evaluate_artifact(cfg: EvalConfig) -> dict:
     """Prediction curves and MPC returns for every mode on every test task; returns eval.json's content."""
     t0 = time.time()
@@ -32,11 +38,19 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
     family = get_family(cfg.family or rt.manifest.family)
     modes = available_modes(cfg.modes, rt, oracle_rt)
+    precisions = [x.strip() for x in cfg.precision.split(",") if x.strip()]
+    if not precisions or set(precisions) - {"fp32", "int8"}:
+        raise ValueError(f"--precision must be 'fp32', 'int8' or 'fp32,int8', got {cfg.precision!r}")
     splits = list(family.test_splits) if cfg.split == "test" else [cfg.split]
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     planner = parse_planner(cfg.planner)
     rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
     backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner) for m in modes}
+    if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
+        rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
+        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner) for m in modes if m in rt8.modes}
+        backends = {**(backends if "fp32" in precisions else {}), **int8}
+        modes = list(backends)
     protocol = cfg.protocol(family.episode_steps)
     result = evaluate(protocol, family, tasks, modes, lambda: backends, rt.norm.delta_std,
                       prediction_controller=partial(Session, rt) if cfg.prediction_data == "mpc" else None,

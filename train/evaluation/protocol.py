@@ -81,6 +81,9 @@ class EvalConfig:
     max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N tasks of each split (0 = all)"})
     planner: str = field(default="", metadata={"help": "planner overrides for every session, e.g. "
                                                          "'samples=128,noise_beta=2' (default: the artifact's)"})
+    precision: str = field(default="fp32", metadata={
+        "help": "rollout graphs to plan with: 'fp32', 'int8' (an artifact exported with --int8), or 'fp32,int8' "
+                "for both side by side (int8 modes are reported as MODE@int8)"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
     workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
