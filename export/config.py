@@ -40,12 +40,15 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """Budget of the quickstart (defaults take about 7 minutes on 2 CPU cores)."""
+    """Budget of the quickstart (defaults take about 4 minutes on 2 CPU cores) and its model: the edge profile
+    (docs/edge.md), sized to plan at 50 Hz on one Raspberry Pi 4 core."""
 
     out: str = field(default="quickstart", metadata={"help": "output directory"})
     iters: int = field(default=2500, metadata={"help": "meta-training iterations"})
     n_tasks: int = field(default=150, metadata={"help": "training tasks"})
     episodes_per_task: int = field(default=3, metadata={"help": "random episodes per training task"})
+    mlp_width: int = field(default=96, metadata={"help": "width of the feature MLP (edge profile: 96)"})
+    samples: int = field(default=128, metadata={"help": "planner samples N the artifact ships (edge profile: 128)"})
     control_seeds: int = field(default=2, metadata={"help": "MPC episodes per test task and mode"})
     windows: int = field(default=8, metadata={"help": "context windows per test task for the prediction error"})
     episode_steps: int = field(default=200, metadata={"help": "MPC episode length"})

@@ -37,7 +37,8 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     write_config(cfg, out / "config.json")
     print(f"[1/4] collecting data from {cfg.n_tasks} pendulum tasks and meta-training ({cfg.iters} iterations)")
     tcfg = TrainConfig(out=str(out / "run"), n_tasks=cfg.n_tasks, episodes_per_task=cfg.episodes_per_task,
-                       iters=cfg.iters, seed=cfg.seed, device="cpu", progress=cfg.progress)
+                       iters=cfg.iters, seed=cfg.seed, device="cpu", progress=cfg.progress, mlp_width=cfg.mlp_width,
+                       planner=f"samples={cfg.samples}")
     train(tcfg)
     t_train = time.time() - t0
     print(f"      done in {t_train:.0f} s")

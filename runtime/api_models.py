@@ -128,7 +128,8 @@ class Acted(BaseModel):
 
     action: list[float]
     plan: list[list[float]]
-    predicted_obs: list[list[float]]
+    predicted_obs: list[list[float]] = Field(description="the plan's states: the planner's weighted average of "
+                                             "its sampled trajectories (POST predict rolls the plan alone)")
     expected_cost: float | None = Field(description="null if it overflowed (non-finite)")
     fallback: bool = Field(False, description="true if planning gave non-finite values and the session "
                                               "answered with its last finite plan")

@@ -1,8 +1,8 @@
 """Deadlines: a running model of what one rollout call costs on this CPU, and the sample count that fits.
 
 A rollout of N sequences costs about `a + b N` (a: per-call dispatch, b: per sequence). Every call a session
-makes is measured: the N=1 call that `act` makes for the plan's states gives t1 = a + b, a planning call of N
-sequences gives b = (tN - t1) / (N - 1). `samples_for` picks the largest N whose predicted time fits.
+makes is measured: a one-sequence call (the first deadline's calibration) gives t1 = a + b, a planning call of
+N sequences gives b = (tN - t1) / (N - 1). `samples_for` picks the largest N whose predicted time fits.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class RolloutTimer:
         return max(self.t1_ms - self.b_ms, 0.0)
 
     def samples_for(self, deadline_ms: float, iterations: int, cap: int, spent_ms: float = 0.0) -> int:
-        """The most samples (MIN_SAMPLES..cap) whose `iterations` planning calls plus the states call fit in
-        SAFETY x `deadline_ms`, `spent_ms` of it already used."""
+        """The most samples (MIN_SAMPLES..cap) whose `iterations` planning calls fit in SAFETY x `deadline_ms`,
+        `spent_ms` of it already used (the plan's states come from the last planning call: no other call)."""
         assert self.b_ms is not None and self.t1_ms is not None
-        budget = SAFETY * deadline_ms - spent_ms - iterations * self.a_ms - self.t1_ms
+        budget = SAFETY * deadline_ms - spent_ms - iterations * self.a_ms
         n = int(budget / (iterations * max(self.b_ms, 1e-6)))
         return max(min(n, cap), min(MIN_SAMPLES, cap))

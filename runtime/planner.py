@@ -63,6 +63,20 @@ class PlannerConfig:
         return asdict(self)
 
 
+def parse_planner(text: str) -> dict:
+    """'samples=128,noise_beta=2' -> {'samples': 128, 'noise_beta': 2.0}: planner overrides for every session."""
+    out: dict = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"planner overrides take key=value pairs like 'samples=128,noise_beta=2', got {item!r}")
+        try:
+            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()  # e.g. method=cem
+    return out
+
+
 def shift_plan(plan: np.ndarray) -> np.ndarray:
     """Warm start: drop the executed first action, repeat the last one. (H, A) -> (H, A)."""
     return np.concatenate([plan[1:], plan[-1:]], axis=0)
@@ -104,6 +118,23 @@ def mppi_weights(costs: np.ndarray, temperature: float) -> np.ndarray:
     return w / total
 
 
+def sample_weights(costs: np.ndarray, cfg: PlannerConfig) -> np.ndarray:
+    """The weight of each sampled sequence in the new plan (N,): MPPI's softmax, or CEM's uniform weight on the
+    elites. Non-finite costs get none; all zeros when no cost is finite. The new plan is `sum_i w_i a_i`, and
+    the same weights give its expected states and cost from the same rollout call."""
+    costs = np.asarray(costs, dtype=np.float64)
+    finite = np.isfinite(costs)  # a diverging sample gets no weight, and does not skew the rest
+    w = np.zeros_like(costs)
+    if not finite.any():
+        return w
+    if cfg.method == "mppi":
+        w[finite] = mppi_weights(costs[finite], cfg.temperature)
+    else:
+        n_elite = min(max(1, int(round(cfg.elite_frac * len(costs)))), int(finite.sum()))
+        w[np.argsort(np.where(finite, costs, np.inf))[:n_elite]] = 1.0 / n_elite
+    return w
+
+
 def plan(
     objective: Objective,
     mean: np.ndarray,
@@ -114,25 +145,20 @@ def plan(
 ) -> np.ndarray:
     """Improve the plan `mean` (H, A) by sampling around it; returns the new plan (H, A).
 
-    Sample 0 is always the current mean itself, so a good warm start is never lost.
+    Sample 0 is always the current mean itself, so a good warm start is never lost. When no sampled cost is
+    finite the plan comes back unchanged.
     """
     half_range = (high - low) / 2.0  # (A,)
     std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
-    n_elite = max(1, int(round(cfg.elite_frac * cfg.samples)))
     for _ in range(cfg.iterations):
         noise = colored_noise(rng, cfg.samples, mean.shape[0], mean.shape[1], cfg.noise_beta) * std  # (N, H, A)
         noise[0] = 0.0
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
-        costs = np.asarray(objective(actions), dtype=np.float64)  # (N,)
-        finite = np.isfinite(costs)  # a diverging sample gets no weight, and does not skew the rest
-        if not finite.any():
+        w = sample_weights(objective(actions), cfg)  # (N,)
+        if not w.any():
             return mean  # nothing usable sampled: keep the previous plan
-        if cfg.method == "mppi":
-            w = np.zeros_like(costs)
-            w[finite] = mppi_weights(costs[finite], cfg.temperature)  # (N,)
-            mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
-        else:
-            elite = actions[np.argsort(np.where(finite, costs, np.inf))[:n_elite]]  # (E, H, A)
-            mean = elite.mean(axis=0)
+        mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
+        if cfg.method == "cem":
+            elite = actions[w > 0]  # (E, H, A)
             std = np.maximum(elite.std(axis=0), 1e-3 * half_range).astype(np.float32)
     return np.clip(mean, low, high).astype(np.float32)

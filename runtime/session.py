@@ -20,7 +20,7 @@ from .deadline import RolloutTimer
 from .dynamics import CostTerms
 from .model import Runtime
 from .modes import make_mode
-from .planner import PlannerConfig, plan, shift_plan
+from .planner import PlannerConfig, plan, sample_weights, shift_plan
 from .types import ActResult, PlanningError
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
@@ -176,12 +176,13 @@ class Session:
             terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk)
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
             t0 = clock()
+            last: dict[str, np.ndarray] = {}
 
             def rollout(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (N, H, A) -> (N,), (N, H, O)
                 t = clock()
-                out = rt.dynamics.rollout(obs, h, W, actions, terms)
+                last["costs"], last["states"] = rt.dynamics.rollout(obs, h, W, actions, terms)
                 self.timer.record(len(actions), (clock() - t) * 1e3)  # what this CPU needs, for deadlines
-                return out
+                return last["costs"], last["states"]
 
             if cfg.deadline_ms > 0:
                 while not self.timer.ready:  # first deadline: measure the per-call and per-sequence cost
@@ -190,17 +191,30 @@ class Session:
                 spent = (clock() - t0) * 1e3
                 cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
             new_plan = plan(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg, self.rng)
+            # the plan is sum_i w_i a_i over the last call's samples: the same weights give its expected states
+            # and cost, with no second rollout call
+            w = sample_weights(last.get("costs", np.zeros(0)), cfg)
+            used = w > 0
+            if used.any() and _finite(new_plan):
+                states = np.tensordot(w[used], last["states"][used], axes=1).astype(np.float32)  # (H, O)
+                expected = float(w[used] @ last["costs"][used])
+                if _finite(states, expected):
+                    return self._planned(new_plan, states, expected, False, cfg.samples, t0)
             # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
-            for candidate in (new_plan, mean, self._initial_plan(cfg.horizon)):
+            for candidate in (mean, self._initial_plan(cfg.horizon)):
                 if _finite(candidate):
                     costs, states = rollout(candidate[None])  # (1,), (1, H, O)
                     if _finite(costs, states):
-                        self.plan = shift_plan(candidate)
-                        return ActResult(candidate[0].copy(), candidate, states[0], float(costs[0]),
-                                         fallback=candidate is not new_plan, samples_used=cfg.samples,
-                                         plan_ms=(clock() - t0) * 1e3)
+                        return self._planned(candidate, states[0], float(costs[0]), True, cfg.samples, t0)
             raise PlanningError("the model predicts non-finite states for every plan from this observation; "
                                 "reset the session or check the observation")
+
+    def _planned(self, plan_: np.ndarray, states: np.ndarray, cost: float, fallback: bool, samples: int,
+                 t0: float) -> ActResult:
+        """Keep `plan_` (shifted) for the next warm start; the act result (call with the lock held)."""
+        self.plan = shift_plan(plan_)
+        return ActResult(plan_[0].copy(), plan_, states, cost, fallback=fallback, samples_used=samples,
+                         plan_ms=(clock() - t0) * 1e3)
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
              planner: dict | None = None) -> tuple[float | None, ActResult]:

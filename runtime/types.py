@@ -14,7 +14,11 @@ class ActResult:
     action: np.ndarray  # (act_dim,)
     plan: np.ndarray  # (H, act_dim)
     predicted_obs: np.ndarray  # (H, obs_dim)
+    """The plan's predicted states: the planner's weighted average of its sampled trajectories (the plan is the
+    same average of their actions), from the planning call itself; `Session.predict(obs, plan)` rolls the plan
+    alone (equal for one sample, within a small fraction of the state scale otherwise)."""
     expected_cost: float
+    """The same weighted average of the sampled sequences' costs."""
     fallback: bool = False
     """True when planning produced non-finite numbers and the session kept its last finite plan."""
     samples_used: int = 0

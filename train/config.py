@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mbmrl.runtime.planner import PlannerConfig, parse_planner
+
 
 def _h(text: str):
     return {"help": text}
@@ -33,7 +35,9 @@ class TrainConfig:
     # model
     hidden_size: int = field(default=64, metadata=_h("GRU belief size"))
     feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))
-    mlp_width: int = field(default=128, metadata=_h("width of the feature MLP"))
+    mlp_width: int = field(default=128, metadata=_h("width of the feature MLP (96 in the edge profile: docs/edge.md)"))
+    planner: str = field(default="", metadata=_h(
+        "planner defaults the artifact ships, over the family's, e.g. 'samples=128' (the edge profile)"))
     # optimization
     iters: int = field(default=2500, metadata=_h("meta-training iterations"))
     batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
@@ -55,6 +59,7 @@ class TrainConfig:
     progress: bool = field(default=True, metadata=_h("show progress bars"))
 
     def __post_init__(self):
+        PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
         if not (self.noise_prior == 0 or self.noise_prior > 1):
             raise ValueError(f"--noise-prior must be 0 (known noise) or > 1 (finite predictive variance), "
                              f"got {self.noise_prior}")

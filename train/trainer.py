@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mbmrl.runtime.planner import parse_planner
 from tqdm.auto import trange
 
 from . import distributed as dist
@@ -194,11 +195,12 @@ def plot_history(histories: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def family_info(family: TaskFamily) -> dict:
-    """What export needs to know about the family, stored in the checkpoint (self-describing runs)."""
+def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
+    """What export needs to know about the family, stored in the checkpoint (self-describing runs); `planner`
+    overrides the family's planner defaults (`mbmrl train --planner`)."""
     return {"name": family.name, "description": family.description, "obs_names": list(family.obs_names),
             "action_names": list(family.action_names), "default_cost": family.default_cost.to_dict(),
-            "default_planner": dict(family.default_planner), "param_ranges": family.param_ranges(),
+            "default_planner": {**family.default_planner, **(planner or {})}, "param_ranges": family.param_ranges(),
             "eval_start": family.eval_start, "episode_steps": family.episode_steps}
 
 
@@ -256,7 +258,8 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
-             "action_high": high.tolist(), "config": dataclasses.asdict(cfg), "family_info": family_info(family)}
+             "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
+             "family_info": family_info(family, parse_planner(cfg.planner))}
     for k in range(cfg.mpc_rounds):
         # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))

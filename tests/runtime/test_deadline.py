@@ -22,7 +22,7 @@ def test_the_timer_fits_per_call_and_per_sequence_cost_and_picks_the_largest_n_t
     t.record(100, A_MS + 100 * B_MS)
     assert t.ready and t.a_ms == pytest.approx(A_MS) and t.b_ms == pytest.approx(B_MS)
     n = t.samples_for(deadline_ms=5.0, iterations=2, cap=10_000)
-    cost = lambda n: 2 * (A_MS + n * B_MS) + A_MS + B_MS  # noqa: E731  (two planning calls + the states call)
+    cost = lambda n: 2 * (A_MS + n * B_MS)  # noqa: E731  (two planning calls, the plan's states come with them)
     assert cost(n) <= 0.8 * 5.0 < cost(n + 1)
     assert t.samples_for(5.0, 2, cap=64) == 64 and t.samples_for(0.01, 1, cap=64) == MIN_SAMPLES
 
@@ -53,8 +53,8 @@ def test_act_chooses_the_samples_that_fit_the_deadline(fake_cpu):
     first = s.act(OBS, planner={"deadline_ms": 5.0})  # measures the CPU first, within the same deadline
     assert first.samples_used < 1024 and first.plan_ms <= 0.8 * 5.0 + 1e-9
     r = s.act(OBS, planner={"deadline_ms": 5.0})
-    assert r.samples_used == int((0.8 * 5.0 - 2 * A_MS - B_MS) / B_MS)  # the largest N that fits: 359
-    assert r.plan_ms == pytest.approx(2 * A_MS + B_MS * (r.samples_used + 1), rel=1e-6)  # plan + states call
+    assert r.samples_used == int((0.8 * 5.0 - A_MS) / B_MS)  # the largest N that fits
+    assert r.plan_ms == pytest.approx(A_MS + B_MS * r.samples_used, rel=1e-6)  # one rollout call, nothing else
     assert r.plan_ms <= 0.8 * 5.0 + 1e-9
     tight = s.act(OBS, planner={"deadline_ms": 1.0, "iterations": 2})
     assert tight.samples_used < r.samples_used and tight.plan_ms <= 0.8 * 1.0 + 1e-9

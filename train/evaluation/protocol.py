@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mbmrl.runtime.planner import parse_planner  # noqa: F401  (re-exported)
+
 CONTEXTS = "0,1,2,4,8,16,32,50"
-
-
-def parse_planner(text: str) -> dict:
-    """'samples=128,noise_beta=2' -> {'samples': 128, 'noise_beta': 2.0}: planner overrides for every session."""
-    out: dict = {}
-    for item in (x.strip() for x in text.split(",") if x.strip()):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--planner takes key=value pairs like 'samples=128,noise_beta=2', got {item!r}")
-        try:
-            out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-        except ValueError:
-            out[key.strip()] = value.strip()  # e.g. method=cem
-    return out
 
 
 def parse_contexts(text: str) -> tuple[int, ...]:
