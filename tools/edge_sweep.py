@@ -1,6 +1,7 @@
 """Return and one-step error against FLOPs per `act`: model widths x sample counts x sampling noise colour.
 
-    python tools/edge_sweep.py --out docs/edge/pendulum A64 A96 A128 [--samples 64,128,256,512] [--betas 0,2]
+    python tools/edge_sweep.py --out OUT A64 A96 A128 [--samples 64,128,256,512] [--betas 0,2]
+    python tools/edge_sweep.py --out OUT --report-only   # redraw OUT's table and plot from OUT/sweep.json
 
 Each ARTIFACT is evaluated (`mbmrl eval`'s protocol, in process, same tasks, start states and seeds for every
 configuration) with every planner setting; writes OUT/sweep.json, OUT/sweep.md and OUT/return_vs_mflop.png.
@@ -21,7 +22,8 @@ from mbmrl.train.evaluation.protocol import EvalConfig
 def main() -> None:
     """Run the sweep and write its table and plot."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifacts", nargs="+")
+    p.add_argument("artifacts", nargs="*")
+    p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", required=True)
     p.add_argument("--samples", default="64,128,256,512")
     p.add_argument("--betas", default="0,2")
@@ -33,6 +35,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = json.loads((out / "sweep.json").read_text())["rows"] if (out / "sweep.json").exists() else []
     done = {(r["artifact"], r["samples"], r["beta"]) for r in rows}
+    if args.report_only:
+        return write_report(rows, out)
     for art in args.artifacts:
         rt = load(art)
         width = rt.manifest.provenance["train_config"]["mlp_width"]
@@ -59,6 +63,7 @@ def main() -> None:
 def write_report(rows: list[dict], out: Path) -> None:
     """sweep.md (a table) and return_vs_mflop.png (one line per width and noise colour, per mode)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -79,6 +84,8 @@ def write_report(rows: list[dict], out: Path) -> None:
                     label=f"width {width}, noise beta {beta:g}")
         ax.axvline(80, color="gray", lw=0.8, ls=":")
         ax.set_xscale("log")
+        ax.set_xticks([16, 32, 64, 128, 256], ["16", "32", "64", "128", "256"])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{rows[0]['family']}: mode {m}")
         ax.set_xlabel("MFLOP per act (dotted: 80 = 10 ms on a Pi 4 core)")
     axes[0].set_ylabel("mean MPC return (test split)")

@@ -318,7 +318,8 @@ def _family(name: str, suspended: bool, description: str) -> TaskFamily:
         obs_names=obs_names,
         action_names=ACTION_NAMES,
         eval_start="default",
-        default_planner={"horizon": 15, "samples": 256, "temperature": 0.1, "noise_scale": 0.3},
+        default_planner={"horizon": 15, "samples": 256, "temperature": 0.1, "noise_scale": 0.3,
+                         "noise_beta": 2.0},
         description=description,
     )
 
