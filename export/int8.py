@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from mbmrl.runtime.dynamics import CostTerms
 from mbmrl.runtime.model import Runtime
-from mbmrl.runtime.planner import PlannerConfig, plan
+from mbmrl.runtime.planner import plan
 from onnx import helper, numpy_helper
 
 LAYERS = ("f2", "f3")  # the feature MLP's hidden (width x width) and output layers: `model.<layer>.weight`
@@ -88,11 +88,13 @@ def quantize_graph(src: Path, dst: Path, layers: tuple[str, ...]) -> int:
     return len(targets)
 
 
-def measure_error(fp32: Runtime, int8: Runtime, obs: np.ndarray, h: np.ndarray, samples: int = 256,
+def measure_error(fp32: Runtime, int8: Runtime, obs: np.ndarray, h: np.ndarray, samples: int = 0,
                   seed: int = 0) -> dict:
-    """Cost and action error of `int8`'s rollouts against `fp32`'s over contexts obs (K, O), h (K, hidden)."""
+    """Cost and action error of `int8`'s rollouts against `fp32`'s over contexts obs (K, O), h (K, hidden),
+    planning with the artifact's default planner (`samples` > 0 overrides its N)."""
     rng = np.random.default_rng(seed)
-    planner = PlannerConfig(**{**fp32.manifest.default_planner, "samples": samples})
+    planner = fp32.default_planner.replace(samples=samples or fp32.default_planner.samples)
+    samples = planner.samples
     horizon = planner.horizon
     terms = CostTerms.build(fp32.default_cost, horizon, fp32.feature_dim)
     low, high = fp32.action_low, fp32.action_high

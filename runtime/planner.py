@@ -8,7 +8,7 @@ previous plan by one step (done once, in `shift_plan`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -59,8 +59,8 @@ class PlannerConfig:
             raise ValueError(f"planner.deadline_ms must be >= 0 (0: no deadline), got {self.deadline_ms}")
 
     def to_dict(self) -> dict:
-        """As a JSON object."""
-        return asdict(self)
+        """As a JSON object (every field is a scalar: no deep copy needed)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def parse_planner(text: str) -> dict:

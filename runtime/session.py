@@ -273,7 +273,8 @@ class Session:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to restore this session exactly, as named arrays."""
         with self.lock:
-            head = {f"head.{k}": np.asarray(v) for k, v in dataclasses.asdict(self.state).items()}
+            # states are immutable (a fold returns a new one), so their arrays are shared, not copied
+            head = {f"head.{f.name}": np.asarray(getattr(self.state, f.name)) for f in dataclasses.fields(self.state)}
             return {"h": self.h, "plan": self.plan, "n_observed": np.array(self.n_observed),
                     "rng": np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8),
                     **head}
