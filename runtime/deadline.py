@@ -1,8 +1,9 @@
 """Deadlines: a running model of what one rollout call costs on this CPU, and the sample count that fits.
 
-A rollout of N sequences costs about `a + b N` (a: per-call dispatch, b: per sequence). Every call a session
-makes is measured: a one-sequence call (the first deadline's calibration) gives t1 = a + b, a planning call of
-N sequences gives b = (tN - t1) / (N - 1). `samples_for` picks the largest N whose predicted time fits.
+A planning iteration over N sequences costs about `a + b N` (a: per-call dispatch, b: per sequence: the rollout,
+and the sampling, clipping and weighting around it). The first deadline calibrates with rollout calls of 1
+and 16 sequences (t1 = a + b); every plan then measures its iterations whole: b = (t_iteration - t1) / (N - 1).
+`samples_for` picks the largest N whose predicted time fits.
 """
 
 from __future__ import annotations

@@ -179,17 +179,18 @@ class Session:
             last: dict[str, np.ndarray] = {}
 
             def rollout(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (N, H, A) -> (N,), (N, H, O)
-                t = clock()
                 last["costs"], last["states"] = rt.dynamics.rollout(obs, h, W, actions, terms)
-                self.timer.record(len(actions), (clock() - t) * 1e3)  # what this CPU needs, for deadlines
                 return last["costs"], last["states"]
 
             if cfg.deadline_ms > 0:
                 while not self.timer.ready:  # first deadline: measure the per-call and per-sequence cost
-                    rollout(mean[None])
-                    rollout(np.repeat(mean[None], 16, axis=0))
+                    for n in (1, 16):
+                        t = clock()
+                        rollout(np.repeat(mean[None], n, axis=0))
+                        self.timer.record(n, (clock() - t) * 1e3)
                 spent = (clock() - t0) * 1e3
                 cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
+            t_plan = clock()
             new_plan = plan(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg, self.rng)
             # the plan is sum_i w_i a_i over the last call's samples: the same weights give its expected states
             # and cost, with no second rollout call
@@ -198,6 +199,8 @@ class Session:
             if used.any() and _finite(new_plan):
                 states = np.tensordot(w[used], last["states"][used], axes=1).astype(np.float32)  # (H, O)
                 expected = float(w[used] @ last["costs"][used])
+                # what one iteration of N samples costs here, sampling and weighting included, for deadlines
+                self.timer.record(cfg.samples, (clock() - t_plan) * 1e3 / cfg.iterations)
                 if _finite(states, expected):
                     return self._planned(new_plan, states, expected, False, cfg.samples, t0)
             # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
