@@ -278,7 +278,7 @@ def server_check(rt, x: dict[str, np.ndarray], ref: dict[str, np.ndarray],
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(rt.path), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(create_app(rt.path, runtime=rt), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     t0 = time.monotonic()
     thread.start()
@@ -334,8 +334,8 @@ def server_check(rt, x: dict[str, np.ndarray], ref: dict[str, np.ndarray],
 
 
 # ------------------------------------------------------------------------------------------ commands
-def record(artifact: str, out_path: str) -> int:
-    rt = runtime.load(artifact)
+def record(artifact: str, out_path: str, precision: str = "fp32") -> int:
+    rt = runtime.load(artifact, precision=precision)
     x = make_inputs(rt)
     out = compute(rt, x)
     meta = {"platform": platform_info(), "artifact": str(artifact), "manifest_sha256": manifest_sha(artifact),
@@ -346,9 +346,10 @@ def record(artifact: str, out_path: str) -> int:
     return 0
 
 
-def check(artifact: str, ref_path: str, server: bool = False, responses: str | None = None) -> int:
+def check(artifact: str, ref_path: str, server: bool = False, responses: str | None = None,
+          precision: str = "fp32") -> int:
     meta, x, ref = split_npz(ref_path)
-    rt = runtime.load(artifact)
+    rt = runtime.load(artifact, precision=precision)
     here = platform_info()
     print(f"reference : {json.dumps(meta['platform'])}")
     print(f"this host : {json.dumps(here)}")
@@ -377,15 +378,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("record", help="compute on this machine (the reference, e.g. x86) and save to .npz")
     p.add_argument("artifact")
     p.add_argument("out", help="output .npz")
+    p.add_argument("--precision", default="fp32", help="rollout graphs: fp32 or int8 (an --int8 export)")
     p = sub.add_parser("check", help="recompute on this machine (e.g. aarch64) and compare with a reference")
     p.add_argument("artifact")
     p.add_argument("ref", help=".npz written by `record`")
     p.add_argument("--server", action="store_true", help="also drive the HTTP API (needs fastapi, uvicorn)")
     p.add_argument("--responses", help="with --server: save the HTTP requests and responses as JSON here")
+    p.add_argument("--precision", default="fp32", help="rollout graphs: fp32 or int8 (as recorded)")
     args = parser.parse_args(argv)
     if args.cmd == "record":
-        return record(args.artifact, args.out)
-    return check(args.artifact, args.ref, server=args.server, responses=args.responses)
+        return record(args.artifact, args.out, args.precision)
+    return check(args.artifact, args.ref, server=args.server, responses=args.responses, precision=args.precision)
 
 
 if __name__ == "__main__":

@@ -12,36 +12,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from mbmrl.runtime.loader import load
 
+from .bench_engines import median_ms, timings  # noqa: F401  (median_ms: re-exported)
 from .config import BenchConfig
 
 KEYS = ("act_ms", "act_p99_ms", "act_ms_all_cores", "observe_ms", "step_inprocess_ms", "step_inprocess_p99_ms",
         "step_http_ms", "step_http_p99_ms", "step_stream_ms", "step_stream_p99_ms", "act_torch_eager_ms",
         "act_torch_compile_ms", "act_pytorch_mppi_ms", "act_mflop", "act_gflops", "matmul_peak_gflops",
         "pi4_act_ms_estimate", "pi4_act_ms_range")
-
-
-def timings(fn: Callable[[], object], repeats: int, warmup: int = 20) -> tuple[float, float]:
-    """(p50, p99) wall time of `fn` in milliseconds, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = np.empty(repeats)
-    for i in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - t
-    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> float:
-    """Median wall time of `fn` in milliseconds."""
-    return timings(fn, repeats, warmup)[0]
 
 
 def run_bench(cfg: BenchConfig) -> dict:

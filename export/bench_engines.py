@@ -9,6 +9,7 @@ torch is imported only by the functions that need it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -20,6 +21,23 @@ from mbmrl.runtime.session import Session
 
 PI4_GFLOPS = (8.0, 12.0)  # one Raspberry Pi 4 (Cortex-A72) core, fp32 GEMM: roughly 8-12 GFLOP/s
 TRANSITION = "transition"
+
+
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 20) -> tuple[float, float]:
+    """(p50, p99) wall time of `fn` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - t
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+    """Median wall time of `fn` in milliseconds."""
+    return timings(fn, repeats, warmup)[0]
 
 
 def bench_inputs(rt: Runtime) -> tuple[np.ndarray, dict]:
@@ -45,8 +63,6 @@ def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) ->
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-
-    from .bench import median_ms
 
     w, chain = rt.manifest.provenance["train_config"]["mlp_width"], 16
     rng = np.random.default_rng(0)

@@ -140,7 +140,8 @@ def test_the_robot_side_client_needs_only_the_standard_library_and_numpy(tiny_ar
             pred, var = s.predict([1, 0, 0], r.plan)
             assert np.allclose(pred[0], r.predicted_obs[0], atol=1e-3) and var.shape == (15, 3)
             with s.stream() as stream:  # the control stream too: a stdlib WebSocket
-                surprise, r = stream.step([1, 0, 0], {{"obs": [1, 0, 0], "action": [0.5], "next_obs": [0.99, 0.05, 0.4]}})
+                t = {{"obs": [1, 0, 0], "action": [0.5], "next_obs": [0.99, 0.05, 0.4]}}
+                surprise, r = stream.step([1, 0, 0], t)
                 assert surprise >= 0 and r.action.shape == (1,)
             s.close()
             loaded = [m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "fastapi", "torch", "pydantic",
