@@ -35,3 +35,26 @@ def test_targets_never_straddle_a_reset_and_contexts_parse():
         parse_contexts("0,a")
     with pytest.raises(ValueError, match="prediction-data"):
         EvalProtocol(prediction_data="replay")
+
+
+def test_regressions_name_the_tasks_adaptation_made_worse():
+    """Per task against `none`: a return worse by more than max(20, 10%) counts as hurt, the worst task is
+    named, and the NMSE ratio is the mode's error over none's."""
+    from mbmrl.train.evaluation.protocol import EvalProtocol
+    from mbmrl.train.evaluation.result import EvalResult, TaskResult
+
+    def task(mass, none_ret, bayes_ret, none_err, bayes_err):
+        t = TaskResult("moderate", {"mass": mass})
+        t.control = {"none": [{"return": none_ret}], "bayes": [{"return": bayes_ret}]}
+        t.prediction = {"none": {16: {"one_step_nmse": none_err}}, "bayes": {16: {"one_step_nmse": bayes_err}}}
+        return t
+
+    tasks = [task(1.0, -200.0, -150.0, 0.1, 0.02),  # better
+             task(2.0, -200.0, -215.0, 0.1, 0.05),  # worse by 15 < 20: within noise
+             task(3.0, -200.0, -400.0, 0.1, 0.2)]  # hurt, and its error doubled
+    result = EvalResult("pendulum", EvalProtocol(contexts=(16,)), ["none", "bayes"], tasks)
+    s = result.regressions()["bayes"]["summary"]
+    assert s["tasks_hurt"] == 1 and s["tasks"] == 3 and s["worst_return_delta"] == -200.0
+    assert s["worst_task"] == {"split": "moderate", "mass": 3.0}
+    assert s["worst_nmse_ratio@16"] == 2.0 and s["tasks_nmse_worse@16"] == 1
+    assert "none" not in result.regressions()

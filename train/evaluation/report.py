@@ -70,4 +70,29 @@ def markdown_tables(result: dict) -> str:
             c = result["control"][m]
             lines.append(f"| {m} | {c['all']['mean']:.1f} ± {c['all']['std']:.1f} | "
                          + " | ".join(f"{c[s]['mean']:.1f} ± {c[s]['std']:.1f}" for s in splits) + " |")
+    if result.get("regressions"):
+        lines += ["", regression_table(result)]
     return "\n".join(lines) + "\n"
+
+
+def regression_table(result: dict) -> str:
+    """Adaptation against `none`, task by task: the worst task and how many tasks it made worse."""
+    reg = result["regressions"]
+    ctx = [c for c in (16, 50) if any(f"worst_nmse_ratio@{c}" in r["summary"] for r in reg.values())]
+    lines = ["Adaptation vs `none` on each task (same starts and seeds): worst task's return change, tasks where "
+             "the mode's return is below `none`'s by more than max(20, 10%), worst one-step NMSE ratio:", "",
+             "| mode | mean return | worst task: return vs none | tasks hurt | "
+             + " | ".join(f"worst NMSE ratio @{c}" for c in ctx) + " |", "|---|---|---|---|" + "---|" * len(ctx)]
+    for mode, r in reg.items():
+        s = r["summary"]
+        worst = (f"{s['worst_return']:.1f} vs {s['worst_return_none']:.1f} ({_task(s['worst_task'])})"
+                 if "worst_return" in s else "-")
+        hurt = f"{s['tasks_hurt']}/{s['tasks']}" if "tasks_hurt" in s else "-"
+        lines.append(f"| {mode} | {result['control'][mode]['all']['mean']:.1f} | {worst} | {hurt} | "
+                     + " | ".join(f"{s[f'worst_nmse_ratio@{c}']:.2f}" if f"worst_nmse_ratio@{c}" in s else "-"
+                                  for c in ctx) + " |")
+    return "\n".join(lines)
+
+
+def _task(params: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float | int) else f"{k} {v}" for k, v in params.items())

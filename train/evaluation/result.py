@@ -10,6 +10,7 @@ import numpy as np
 from .protocol import EvalProtocol
 
 ERROR_KEYS = ("one_step", "h_step", "one_step_nmse", "h_step_nmse")
+HURT_ABS, HURT_REL, WORSE_RATIO = 20.0, 0.10, 1.05  # what counts as adaptation making a task worse
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -61,6 +62,47 @@ class EvalResult:
         """Mean MPC return over tasks (of one split) and seeds."""
         return float(np.mean(self.control_values(mode, "return", split)))
 
+    def regressions(self, baseline: str = "none") -> dict:
+        """Per adaptive mode, how it does task by task against `baseline` (the same tasks, starts and seeds):
+        the worst task's return change and NMSE ratio, and how many tasks adaptation made worse.
+
+        A task counts as hurt when the mode's mean return is below the baseline's by more than
+        max(HURT_ABS, HURT_REL x |baseline|); a prediction as worse when its NMSE is over WORSE_RATIO x the
+        baseline's. Modes compared with `baseline` are the others (e.g. `bayes@int8` too).
+        """
+        out: dict = {}
+        if baseline not in self.modes:
+            return out
+        ctx = [c for c in (16, 50) if c in self.protocol.contexts]
+        for mode in (m for m in self.modes if m != baseline):
+            rows = []
+            for t in self.tasks:
+                row: dict = {"split": t.split, "params": t.params}
+                ours, base = t.control.get(mode), t.control.get(baseline)
+                if ours and base:
+                    r, r0 = (float(np.mean([ep["return"] for ep in eps])) for eps in (ours, base))
+                    row.update(ret=r, ret_none=r0, ret_delta=r - r0,
+                               hurt=r < r0 - max(HURT_ABS, HURT_REL * abs(r0)))
+                for c in ctx:
+                    e, e0 = (t.prediction.get(k, {}).get(c, {}).get("one_step_nmse") for k in (mode, baseline))
+                    if e is not None and e0:
+                        row[f"nmse_ratio@{c}"] = e / e0
+                rows.append(row)
+            rets = [r for r in rows if "ret" in r]
+            summary: dict = {"tasks": len(rows)}
+            if rets:
+                worst = min(rets, key=lambda r: r["ret_delta"])
+                summary.update(tasks_hurt=sum(r["hurt"] for r in rets), worst_return_delta=worst["ret_delta"],
+                               worst_return=worst["ret"], worst_return_none=worst["ret_none"],
+                               worst_task={"split": worst["split"], **worst["params"]})
+            for c in ctx:
+                ratios = [r[f"nmse_ratio@{c}"] for r in rows if f"nmse_ratio@{c}" in r]
+                if ratios:
+                    summary[f"worst_nmse_ratio@{c}"] = max(ratios)
+                    summary[f"tasks_nmse_worse@{c}"] = sum(x > WORSE_RATIO for x in ratios)
+            out[mode] = {"summary": summary, "per_task": rows}
+        return out
+
     def _control_table(self, key: str) -> dict:
         return {m: {"all": summarize(self.control_values(m, key)),
                     **{s: summarize(self.control_values(m, key, s)) for s in self.splits
@@ -84,6 +126,7 @@ class EvalResult:
         if p.seeds > 0:
             out["per_task"] = [{"split": t.split, "params": t.params, "control": t.control} for t in self.tasks]
             out["control"] = self._control_table("return")
+            out["regressions"] = self.regressions()
             if any(self.control_values(m, "position_rmse") for m in self.modes):
                 out["position_rmse"] = self._control_table("position_rmse")
         return out
