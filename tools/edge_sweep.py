@@ -84,7 +84,7 @@ def write_report(rows: list[dict], out: Path) -> None:
                     label=f"width {width}, noise beta {beta:g}")
         ax.axvline(80, color="gray", lw=0.8, ls=":")
         ax.set_xscale("log")
-        ax.set_xticks([16, 32, 64, 128, 256], ["16", "32", "64", "128", "256"])
+        ax.set_xticks([16, 32, 64, 128, 256, 512], ["16", "32", "64", "128", "256", "512"])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{rows[0]['family']}: mode {m}")
         ax.set_xlabel("MFLOP per act (dotted: 80 = 10 ms on a Pi 4 core)")
