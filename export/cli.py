@@ -17,6 +17,7 @@ from mbmrl.runtime.flags import add_dataclass_args, dataclass_from_args
 from mbmrl.runtime.serve import ServeConfig
 from mbmrl.train.config import TrainConfig
 from mbmrl.train.evaluation.protocol import EvalConfig
+from mbmrl.train.replay import ReplayConfig
 
 from .config import BenchConfig, ExportConfig, QuickstartConfig
 
@@ -28,6 +29,8 @@ COMMANDS: dict[str, tuple[str, type, str | None, str]] = {
               "mbmrl.runtime.serve:serve"),
     "eval": ("evaluate an artifact on a family's test tasks", EvalConfig, "artifact",
              "mbmrl.train.evaluation.command:run_eval"),
+    "replay": ("re-run recorded sessions (mbmrl serve --record) through an artifact: errors over time",
+               ReplayConfig, "recordings", "mbmrl.train.replay:replay"),
     "bench": ("latency of act, observe and step (in process, HTTP, stream) vs PyTorch and pytorch_mppi",
               BenchConfig, "artifact", "mbmrl.export.bench:run_bench"),
     "quickstart": ("train, export, serve and control pendulums in minutes on a CPU", QuickstartConfig, None,

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from .normalization import Normalization
-from .session import MAX_STDS
+from .validation import MAX_STDS
 
 F32_MAX = 3.4028234663852886e38  # float32's largest finite value
 MARGIN = 0.99  # schema bounds sit this far inside the runtime's own check, so float32 rounding never crosses it

@@ -56,6 +56,12 @@ class ServeConfig:
         "help": "more concurrent sessions get 429; a restart restores the most recently used this many"})
     max_sessions_per_client: int = field(default=256, metadata={
         "help": "sessions one client address may hold (more get 429); 0: no per-client quota"})
+    record: str = field(default="", metadata={
+        "help": "record every session (transitions, plans, surprise, timestamps) as MCAP files in this directory "
+                "(Foxglove and `mcap` read them; `mbmrl replay` re-runs them); empty: no recording"})
+    record_max_mb: float = field(default=64.0, metadata={"help": "with --record: start a new file past this size"})
+    record_max_minutes: float = field(default=60.0, metadata={
+        "help": "with --record: start a new file after this many minutes"})
     log_level: str = field(default="warning", metadata={
         "help": "uvicorn log level (debug, info, warning, error)"})
 
@@ -65,6 +71,7 @@ def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
     from .loader import load
+    from .recording import RecordSettings
     from .server import create_app
 
     token = _token(cfg)
@@ -79,7 +86,9 @@ def serve(cfg: ServeConfig) -> None:
                      max_sessions_per_client=cfg.max_sessions_per_client,
                      fsync_interval_ms=cfg.fsync_interval_ms, snapshot_every=cfg.snapshot_every,
                      session_ttl_s=cfg.session_ttl_s, body_timeout=cfg.body_timeout,
-                     max_plan_work=cfg.max_plan_work, plan_slots=cfg.plan_slots, docs=cfg.docs)
+                     max_plan_work=cfg.max_plan_work, plan_slots=cfg.plan_slots, docs=cfg.docs,
+                     record=RecordSettings(cfg.record, int(cfg.record_max_mb * 2**20), cfg.record_max_minutes * 60)
+                     if cfg.record else None)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     notes = ["bearer token required" if token else "no token", "schema at /openapi.json"]
     line = f"mbmrl serve: http://{host}:{cfg.port} ({', '.join(notes + (['docs at /docs'] if cfg.docs else []))})"

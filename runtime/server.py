@@ -56,6 +56,7 @@ from .http_guards import (
 )
 from .loader import load
 from .model import Runtime
+from .recording import RecordSettings
 from .session import Session
 from .session_store import PersistError, SessionStore, TooManySessions, UnknownSession  # noqa: F401
 from .stream import add_stream_route, apply_step
@@ -116,6 +117,7 @@ def create_app(
     plan_slots: int = 2,
     docs: bool = False,
     runtime: Runtime | None = None,
+    record: RecordSettings | None = None,
 ) -> FastAPI:
     """The HTTP API for one artifact; the model is loaded when the app starts (lifespan).
 
@@ -135,7 +137,7 @@ def create_app(
         app.state.runtime = rt
         app.state.store = SessionStore(rt, state_dir=state_dir, max_sessions=max_sessions, ttl_s=session_ttl_s,
                                        fsync_interval_ms=fsync_interval_ms, snapshot_every=snapshot_every,
-                                       max_per_client=max_sessions_per_client)
+                                       max_per_client=max_sessions_per_client, recording=record)
         n = app.state.store.restore()
         if n:
             log.warning("restored %d session(s) from %s", n, state_dir)

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import threading
 import time
-from typing import Any
 
 import numpy as np
 
@@ -21,44 +20,20 @@ from .dynamics import CostTerms
 from .model import Runtime
 from .modes import make_mode
 from .planner import PlannerConfig, plan, sample_weights, shift_plan
+from .recording import Recorder
 from .types import ActResult, PlanningError
+from .validation import MAX_STDS, all_finite, as_vector, check_scale  # noqa: F401  (MAX_STDS re-exported)
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
 clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
-MAX_STDS = 1e4  # an input this many training standard deviations away is a units or sensor error, not a state
-
-
-def as_vector(x: Any, dim: int, name: str) -> np.ndarray:
-    """`x` as a finite float32 vector of `dim` entries, or a ValueError naming the field."""
-    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
-        a = np.asarray(x, dtype=np.float32).reshape(-1)
-    if a.shape != (dim,):
-        raise ValueError(f"{name} must have {dim} entries, got {a.size}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} must be finite")
-    return a
-
-
-def check_scale(x: np.ndarray, mean: np.ndarray | float, std: np.ndarray | float, name: str) -> None:
-    """A ValueError naming the entry of `x` that lies more than MAX_STDS training std devs from `mean`."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        z = np.abs((x.astype(np.float64) - mean) / std)
-    if not (z <= MAX_STDS).all():
-        i = int(np.argmax(np.where(np.isfinite(z), z, np.inf)))
-        raise ValueError(f"{name}[{i}] = {float(x[i]):.3g} is {float(z[i]):.3g} standard deviations from the data "
-                         f"the model was trained on (limit {MAX_STDS:g}): check its units and the sensor")
-
-
-def _finite(*arrays: Any) -> bool:
-    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
-
-
 class Session:
     """Per-session adaptation state. Thread-safe: every public call holds the session lock."""
 
     def __init__(self, rt: Runtime, mode: str | None = None, planner: PlannerConfig | dict | None = None,
-                 cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None):
+                 cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None,
+                 recorder: Recorder | None = None):
         self.rt = rt
+        self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
         self.adapter = make_mode(self.mode, rt.manifest, rt.params)
         base = rt.default_planner
@@ -155,10 +130,13 @@ class Session:
             before = (self.h, self.state, self.n_observed)
             surprises = [self._fold(*p) for p in parsed]
             state = [getattr(self.state, f.name) for f in dataclasses.fields(self.state)]
-            if not _finite(self.h, *state, surprises):
+            if not all_finite(self.h, *state, surprises):
                 self.h, self.state, self.n_observed = before
                 raise ValueError("these transitions drive the model's belief to non-finite values; the session "
                                  "is unchanged (check units and sensors)")
+            if self.recorder is not None:
+                for (o, a, n, r, _), sp, k in zip(parsed, surprises, range(len(parsed)), strict=True):
+                    self.recorder.transition(o, a, n, r, sp, self.n_observed - len(parsed) + k + 1)
             return surprises
 
     # ----------------------------------------------------------------- planning
@@ -196,28 +174,31 @@ class Session:
             # and cost, with no second rollout call
             w = sample_weights(last.get("costs", np.zeros(0)), cfg)
             used = w > 0
-            if used.any() and _finite(new_plan):
+            if used.any() and all_finite(new_plan):
                 states = np.tensordot(w[used], last["states"][used], axes=1).astype(np.float32)  # (H, O)
                 expected = float(w[used] @ last["costs"][used])
                 # what one iteration of N samples costs here, sampling and weighting included, for deadlines
                 self.timer.record(cfg.samples, (clock() - t_plan) * 1e3 / cfg.iterations)
-                if _finite(states, expected):
-                    return self._planned(new_plan, states, expected, False, cfg.samples, t0)
+                if all_finite(states, expected):
+                    return self._planned(obs, new_plan, states, expected, False, cfg.samples, t0)
             # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
             for candidate in (mean, self._initial_plan(cfg.horizon)):
-                if _finite(candidate):
+                if all_finite(candidate):
                     costs, states = rollout(candidate[None])  # (1,), (1, H, O)
-                    if _finite(costs, states):
-                        return self._planned(candidate, states[0], float(costs[0]), True, cfg.samples, t0)
+                    if all_finite(costs, states):
+                        return self._planned(obs, candidate, states[0], float(costs[0]), True, cfg.samples, t0)
             raise PlanningError("the model predicts non-finite states for every plan from this observation; "
                                 "reset the session or check the observation")
 
-    def _planned(self, plan_: np.ndarray, states: np.ndarray, cost: float, fallback: bool, samples: int,
-                 t0: float) -> ActResult:
+    def _planned(self, obs: np.ndarray, plan_: np.ndarray, states: np.ndarray, cost: float, fallback: bool,
+                 samples: int, t0: float) -> ActResult:
         """Keep `plan_` (shifted) for the next warm start; the act result (call with the lock held)."""
         self.plan = shift_plan(plan_)
-        return ActResult(plan_[0].copy(), plan_, states, cost, fallback=fallback, samples_used=samples,
-                         plan_ms=(clock() - t0) * 1e3)
+        result = ActResult(plan_[0].copy(), plan_, states, cost, fallback=fallback, samples_used=samples,
+                           plan_ms=(clock() - t0) * 1e3)
+        if self.recorder is not None:
+            self.recorder.plan(obs, result)
+        return result
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
              planner: dict | None = None) -> tuple[float | None, ActResult]:
@@ -261,7 +242,7 @@ class Session:
                 if v is not None:
                     var.append(v[0, : rt.obs_dim] * rt.norm.delta_std**2)
             pred, variance = np.stack(out), (np.stack(var) if var else None)
-            if not _finite(pred, variance if variance is not None else 0.0):
+            if not all_finite(pred, variance if variance is not None else 0.0):
                 raise PlanningError("the model predicts non-finite states for these actions; reset the session")
             return pred, variance
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .artifact import sha256_file
 from .model import Runtime
+from .recording import RecordSettings
 from .session import Session
 from .session_disk import Entry, PersistError, SessionDisk
 
@@ -44,10 +45,11 @@ class SessionStore:
 
     def __init__(self, rt: Runtime, state_dir: str | Path | None = None, max_sessions: int = 1024, *,
                  fsync_interval_ms: int = 0, snapshot_every: int = 200, ttl_s: float = 86400.0,
-                 max_per_client: int = 0):
+                 max_per_client: int = 0, recording: RecordSettings | None = None):
         if ttl_s < 0:
             raise ValueError("ttl_s must be >= 0 (0: sessions never expire)")
         self.rt, self.max_sessions, self.ttl_s, self.max_per_client = rt, max_sessions, ttl_s, max_per_client
+        self.recording = recording
         self.artifact_id = sha256_file(rt.path / "manifest.json") if rt.path else "in-memory"
         self.disk = SessionDisk(state_dir, rt, self.artifact_id, fsync_interval_ms=fsync_interval_ms,
                                 snapshot_every=snapshot_every) if state_dir else None
@@ -97,6 +99,7 @@ class SessionStore:
                 "seed": seed, "task_params": task_params, "artifact": self.artifact_id, "generation": 0,
                 "owner": owner}
         session_id, entry = secrets.token_hex(16), Entry(session, meta, last_used=time.time())
+        self._record(session_id, entry)
         with session.lock:
             if self.disk:
                 try:
@@ -160,9 +163,20 @@ class SessionStore:
         self._evict(session_id, entry)
 
     def close(self) -> None:
-        """Clean shutdown: every session's plan and RNG reach the disk too (a snapshot where anything changed)."""
+        """Clean shutdown: every session's plan and RNG reach the disk too (a snapshot where anything changed),
+        and every recording its summary."""
         if self.disk:
             self.disk.close(self._items())
+        for _, entry in self._items():
+            if entry.session.recorder is not None:
+                entry.session.recorder.close()
+
+    def _record(self, session_id: str, entry: Entry) -> None:
+        """With --record: a recorder for this session (its id names the files)."""
+        if self.recording is not None:
+            m = entry.meta
+            entry.session.recorder = self.recording.recorder(session_id, {
+                "mode": m["mode"], "seed": m["seed"], "artifact": {"manifest_sha256": self.artifact_id}})
 
     # ----------------------------------------------------------------- limits
     def _evict(self, session_id: str, entry: Entry) -> None:
@@ -171,6 +185,8 @@ class SessionStore:
             entry.deleted = True
             if self.disk:
                 self.disk.remove(session_id)
+            if entry.session.recorder is not None:
+                entry.session.recorder.close(wait=False)
 
     def _idle(self, entry: Entry, now: float) -> bool:
         return self.ttl_s > 0 and now - entry.last_used > self.ttl_s
@@ -223,6 +239,7 @@ class SessionStore:
                 log.warning("not restoring session %s: %s: %s", session_id, type(e).__name__, e)
                 continue
             entry.last_used = used
+            self._record(session_id, entry)  # a restored session's recording goes on in a new file
             with self._lock:
                 self._entries[session_id] = entry
         if skipped:

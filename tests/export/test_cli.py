@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-SUBCOMMANDS = ["train", "export", "serve", "eval", "bench", "quickstart"]
+SUBCOMMANDS = ["train", "export", "serve", "eval", "replay", "bench", "quickstart"]
 
 
 def run(*args):
