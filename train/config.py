@@ -53,6 +53,12 @@ class TrainConfig:
         "bayes: prior weight a0 of the online noise-scale estimate (Student-t predictive); 0 = noise known"))
     window: int = field(default=32, metadata=_h("context window M for gradient/bayes adaptation"))
     oracle: bool = field(default=True, metadata=_h("also train the oracle model (true parameters as input)"))
+    init: str = field(default="", metadata=_h(
+        "fine-tune: start from this run's model.pt and data.npz instead of collecting and training from scratch"))
+    data: str = field(default="", metadata=_h(
+        "with --init: add recorded sessions (MCAP files or directories from `mbmrl serve --record`, comma-separated)"
+        " as training tasks of unknown parameters (the oracle is not trained then)"))
+    data_repeat: int = field(default=10, metadata=_h("with --data: each recorded segment counts this many times"))
     amp: bool = field(default=True, metadata=_h("bfloat16 autocast for forward and losses (CUDA only)"))
     log_every: int = field(default=100, metadata=_h("iterations between logged losses and validation errors"))
     tensorboard: bool = field(default=True, metadata=_h("write TensorBoard scalars to RUN/tb"))

@@ -46,44 +46,63 @@ def recording_files(spec: str) -> list[Path]:
     return files
 
 
+def sessions_of(files: list[Path]) -> dict[str, list[Path]]:
+    """Recording files grouped by session (SESSION-NNNN.mcap), each group in file order."""
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault(f.name.rsplit("-", 1)[0], []).append(f)
+    return groups
+
+
 def replay(cfg: ReplayConfig) -> dict:
     """Replay, write replay.json and replay.png, print a summary; returns the summary."""
-    msgs = read_recording(recording_files(cfg.recordings))
-    trans = [m for topic, _, m in msgs if topic == "/mbmrl/transition"]
-    if not trans:
-        raise ValueError(f"{cfg.recordings}: the recording holds no transitions")
     rt = load(cfg.artifact)
-    session = Session(rt, cfg.mode or None, seed=0)
-    obs = np.asarray([t["obs"] for t in trans], np.float32)  # (T, O)
-    acts = np.asarray([t["action"] for t in trans], np.float32)  # (T, A)
-    nxt = np.asarray([t["next_obs"] for t in trans], np.float32)  # (T, O)
-    # transitions t..t+H-1 continue one another: the open-loop prediction from t can be scored
-    joined = np.r_[np.all(np.isclose(obs[1:], nxt[:-1], rtol=1e-5, atol=1e-6), axis=1), False]  # (T,)
-    rows = []
-    for i, t in enumerate(trans):
-        h_err = None
-        if i + cfg.horizon <= len(trans) and joined[i : i + cfg.horizon - 1].all():
-            pred, _ = session.predict(obs[i], acts[i : i + cfg.horizon])  # (H, O), before seeing the outcomes
-            h_err = float(np.mean(((pred - nxt[i : i + cfg.horizon]) / rt.norm.obs_std) ** 2))
-        surprise = session.observe(obs[i], acts[i], nxt[i], t.get("reward"))
-        rows.append({"surprise": surprise, "recorded_surprise": t.get("surprise"), "h_step_error": h_err})
+    rows: list[dict] = []
+    mode = ""
+    for files in sessions_of(recording_files(cfg.recordings)).values():
+        trans = [m for topic, _, m in read_recording(list(files)) if topic == "/mbmrl/transition"]
+        if trans:
+            session = Session(rt, cfg.mode or None, seed=0)  # each recorded session from the prior, as it ran
+            mode = session.mode
+            rows += _replay_session(session, trans, cfg.horizon)
+    if not rows:
+        raise ValueError(f"{cfg.recordings}: the recording holds no transitions")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     recorded = [(r["surprise"], r["recorded_surprise"]) for r in rows if r["recorded_surprise"] is not None]
     h_errors = [r["h_step_error"] for r in rows if r["h_step_error"] is not None]
-    summary = {"transitions": len(rows), "mode": session.mode, "artifact": str(cfg.artifact),
+    summary = {"transitions": len(rows), "mode": mode, "artifact": str(cfg.artifact),
                "mean_surprise": float(np.mean([r["surprise"] for r in rows])),
                "mean_h_step_error": float(np.mean(h_errors)) if h_errors else None, "horizon": cfg.horizon,
                "max_surprise_diff": max((abs(a - b) for a, b in recorded), default=None), "config": asdict(cfg)}
     (out / "replay.json").write_text(json.dumps({**summary, "per_transition": rows}, indent=1))
     _plot(rows, cfg, out / "replay.png")
-    print(f"replayed {len(rows)} transitions through {cfg.artifact} ({session.mode}): mean surprise "
+    print(f"replayed {len(rows)} transitions through {cfg.artifact} ({mode}): mean surprise "
           f"{summary['mean_surprise']:.4f}, mean {cfg.horizon}-step open-loop error "
           + ("-" if summary["mean_h_step_error"] is None else f"{summary['mean_h_step_error']:.4f}")
           + ("" if summary["max_surprise_diff"] is None else
              f"; largest difference from the recorded surprises {summary['max_surprise_diff']:.3g}")
           + f"\nwrote {out / 'replay.json'} and {out / 'replay.png'}")
     return summary
+
+
+def _replay_session(session: Session, trans: list[dict], horizon: int) -> list[dict]:
+    """Observe one recorded session's transitions in order; per transition its surprise, the recorded one, and
+    the H-step open-loop error of the prediction made before it (where H consecutive transitions follow)."""
+    rt = session.rt
+    obs = np.asarray([t["obs"] for t in trans], np.float32)  # (T, O)
+    acts = np.asarray([t["action"] for t in trans], np.float32)  # (T, A)
+    nxt = np.asarray([t["next_obs"] for t in trans], np.float32)  # (T, O)
+    joined = np.r_[np.all(np.isclose(obs[1:], nxt[:-1], rtol=1e-5, atol=1e-6), axis=1), False]  # (T,)
+    rows = []
+    for i, t in enumerate(trans):
+        h_err = None
+        if i + horizon <= len(trans) and joined[i : i + horizon - 1].all():
+            pred, _ = session.predict(obs[i], acts[i : i + horizon])  # (H, O), before seeing the outcomes
+            h_err = float(np.mean(((pred - nxt[i : i + horizon]) / rt.norm.obs_std) ** 2))
+        surprise = session.observe(obs[i], acts[i], nxt[i], t.get("reward"))
+        rows.append({"surprise": surprise, "recorded_surprise": t.get("surprise"), "h_step_error": h_err})
+    return rows
 
 
 def _plot(rows: list[dict], cfg: ReplayConfig, path: Path) -> None:

@@ -224,11 +224,59 @@ def collect(family: TaskFamily, cfg: TrainConfig, rng: np.random.Generator) -> S
     return collect_random(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng, progress=progress)
 
 
+def recorded_segments(spec: str, seq_len: int, param_names: tuple[str, ...], first_task_id: int) -> Segments:
+    """Recorded sessions (`mbmrl serve --record`) as training segments: each session is a task of unknown
+    parameters (NaN), its consecutive transitions cut into `seq_len` segments."""
+    from mbmrl.runtime.recording import read_recording
+
+    from .replay import recording_files, sessions_of
+
+    sessions = {name: [m for topic, _, m in read_recording(list(files)) if topic == "/mbmrl/transition"]
+                for name, files in sessions_of(recording_files(spec)).items()}
+    parts = []
+    for k, trans in enumerate(sessions.values()):
+        obs, nxt = (np.asarray([t[key] for t in trans], np.float32) for key in ("obs", "next_obs"))
+        breaks = np.flatnonzero(~np.all(np.isclose(obs[1:], nxt[:-1], rtol=1e-5, atol=1e-6), axis=1)) + 1
+        for run in np.split(np.arange(len(trans)), breaks):  # consecutive stretches only
+            for start in range(0, len(run) - seq_len + 1, seq_len):
+                idx = run[start : start + seq_len]
+                parts.append((idx, trans, k))
+    if not parts:
+        raise ValueError(f"{spec}: no recorded stretch of {seq_len} consecutive transitions to train on")
+
+    if any(trans[i]["reward"] is None for idx, trans, _ in parts for i in idx):
+        raise ValueError(f"{spec}: some recorded transitions have no reward; the model learns rewards too, so "
+                         "fine-tune only on sessions whose robot sent them")
+
+    def stack(key: str) -> np.ndarray:
+        return np.stack([np.asarray([trans[i][key] for i in idx], np.float32) for idx, trans, _ in parts])
+
+    return Segments(stack("obs"), stack("action"), stack("next_obs"), stack("reward"),
+                    np.full((len(parts), len(param_names)), np.nan, np.float32),
+                    np.array([first_task_id + k for _, _, k in parts]), param_names)
+
+
+def fine_tune_config(cfg: TrainConfig) -> TrainConfig:
+    """The --init run's own config (model, losses, adaptation settings, family), with this call's budget,
+    output, seed and data: what the fine-tuned model is trained and exported with."""
+    path = Path(cfg.init) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {cfg.init}: no config.json; pass a run directory written by `mbmrl train`")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known and k not in (
+        "init", "data", "data_repeat")})
+    return dataclasses.replace(base, out=cfg.out, iters=cfg.iters, seed=cfg.seed, init=cfg.init, data=cfg.data,
+                               data_repeat=cfg.data_repeat, progress=cfg.progress, device=cfg.device,
+                               threads=cfg.threads, mpc_rounds=0, oracle=cfg.oracle and not cfg.data)
+
+
 def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
     """Collect data, meta-train (and the oracle), and write the run directory. Returns its path.
 
     Under `torchrun --nproc_per_node=N` this runs data-parallel on N processes; only rank 0 writes files.
     """
+    if cfg.init:
+        cfg = fine_tune_config(cfg)
     family = family or get_family(cfg.family)
     with dist.process_group(resolve_device(cfg.device)) as device:
         return _train(cfg, family, device)
@@ -250,12 +298,22 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     low, high = box_bounds(probe.action_space)
     obs_dim, action_dim = len(box_bounds(probe.observation_space)[0]), len(low)
     probe.close()
-    segs = collect(family, cfg, rng)
-    train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
+    if cfg.init:  # fine-tune: the run's own data and weights (and so its normalization), plus recordings
+        segs = Segments.load(Path(cfg.init) / "data.npz")
+        train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
+        if cfg.data:
+            rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names, first_task_id=int(segs.task_ids.max()) + 1)
+            train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
+            segs = Segments.concat([segs, rec])  # (the oracle is off: recorded tasks have no known parameters)
+        model = Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train()
+    else:
+        segs = collect(family, cfg, rng)
+        train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
     stats = normalization_stats(segs, low, high)
     writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
 
-    model = build_model(cfg, obs_dim, action_dim, stats, device=device)
+    if not cfg.init:
+        model = build_model(cfg, obs_dim, action_dim, stats, device=device)
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),

@@ -1,0 +1,44 @@
+"""Fine-tuning from recorded sessions: `mbmrl train --init RUN --data RECORDINGS` at a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mcap")
+
+
+def test_recorded_sessions_become_training_tasks(tiny_run, tiny_artifact, tmp_path):
+    from mbmrl.runtime import Session, load
+    from mbmrl.runtime.recording import Recorder
+    from mbmrl.train.config import TrainConfig
+    from mbmrl.train.families import get_family
+    from mbmrl.train.trainer import train
+
+    family = get_family("pendulum")
+    rt = load(tiny_artifact)
+    for k, (where, steps) in enumerate((("rec", 60), ("rec", 60), ("short", 30))):  # sessions on pendulums
+        rec = Recorder(tmp_path / where, f"s{k}")
+        s = Session(rt, "recurrent", seed=k, recorder=rec)
+        env = family.make_env({"mass": 1.0, "length": 1.0 + 0.1 * k}, "default")
+        obs, _ = env.reset(seed=k)
+        for _ in range(steps):
+            action = s.act(obs).action
+            nxt, reward, *_ = env.step(action)
+            s.observe(obs, action, nxt, float(reward))
+            obs = nxt
+        rec.close()
+    run = train(TrainConfig(out=str(tmp_path / "ft"), init=str(tiny_run), data=str(tmp_path / "rec"), iters=5,
+                            data_repeat=3, progress=False))
+    config = json.loads((run / "config.json").read_text())
+    base = json.loads((tiny_run / "config.json").read_text())
+    assert config["mlp_width"] == base["mlp_width"] == 32 and config["init"] == str(tiny_run)  # the run's model
+    assert (run / "model.pt").is_file() and not (run / "oracle.pt").exists()  # recorded tasks: no oracle
+    metrics = json.loads((run / "metrics.json").read_text())
+    before = len(np.load(tiny_run / "data.npz")["task_ids"])
+    assert metrics["n_segments"] == before + 2  # one 48-step segment per 60-transition session
+    with pytest.raises(ValueError, match="no recorded stretch of 48"):  # the run's segment length
+        train(TrainConfig(out=str(tmp_path / "ft2"), init=str(tiny_run), data=str(tmp_path / "short"), iters=1,
+                          progress=False))
