@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .types import ActResult
+from .types import ActResult, jsonable
 from .ws import WebSocket, WebSocketClosed
 
 # the server may close an idle keep-alive connection; these mean "reconnect and send again"
@@ -55,17 +55,6 @@ def _describe(detail: Any) -> str:
                 parts.append(str(issue))
         return "; ".join(parts)
     return str(detail)
-
-
-def _jsonable(x: Any) -> Any:
-    """numpy arrays and scalars -> plain lists and floats (recursively through dicts and lists)."""
-    if isinstance(x, np.ndarray | np.generic):
-        return x.tolist()
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
 
 
 def _plan_body(obs: Any, cost: dict | None, planner: dict | None, transition: dict | None = None) -> dict[str, Any]:
@@ -114,7 +103,7 @@ class Client:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; returns the decoded JSON (None for an empty reply) or raises ApiError."""
         try:
-            payload = None if body is None else json.dumps(_jsonable(body), allow_nan=False).encode()
+            payload = None if body is None else json.dumps(jsonable(body), allow_nan=False).encode()
         except ValueError as e:
             raise ValueError(f"{method} {path}: the request holds NaN or inf; send finite numbers") from e
         headers = dict(self.headers)
@@ -275,7 +264,7 @@ class StepStream:
         """As `RemoteSession.step`."""
         body = _plan_body(obs, cost, planner, transition)
         try:
-            self._ws.send(json.dumps(_jsonable(body), allow_nan=False))
+            self._ws.send(json.dumps(jsonable(body), allow_nan=False))
             out = json.loads(self._ws.recv())
         except WebSocketClosed as e:
             raise ApiError(e.code if e.code >= 4000 else 0, str(e)) from None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .types import jsonable
 
 orjson: Any
 try:
@@ -69,16 +69,6 @@ def _require_mcap() -> None:
         import mcap  # noqa: F401
     except ImportError:
         raise ModuleNotFoundError("recording needs the `mcap` package: pip install 'mbmrl[serve]' (or mcap)") from None
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.ndarray | np.generic):
-        return x.tolist()
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
 
 
 class _Writer:
@@ -193,7 +183,7 @@ class Recorder:
         if self._mcap is None:
             self._open(t_ns)
         data = (orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY) if orjson is not None
-                else json.dumps(_jsonable(payload), allow_nan=True).encode())
+                else json.dumps(jsonable(payload), allow_nan=True).encode())
         self._mcap.add_message(channel_id=self._channels[topic], log_time=t_ns, publish_time=t_ns, data=data,
                                sequence=self._seq)
         self._seq += 1

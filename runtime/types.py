@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,3 +30,14 @@ class ActResult:
 
 class PlanningError(RuntimeError):
     """Even the fallback plan gives non-finite predictions: nothing trustworthy to answer (HTTP 503)."""
+
+
+def jsonable(x: Any) -> Any:
+    """numpy arrays and scalars -> plain lists and floats (recursively through dicts and lists)."""
+    if isinstance(x, np.ndarray | np.generic):
+        return x.tolist()
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    return x
