@@ -26,12 +26,18 @@ MAX_MSG = 300  # characters of one validation message (ours never echo input, th
 NOT_JSON = "the body is not UTF-8 JSON (or is nested too deeply)"
 
 
+LINGER = 4  # before a 413, read and drop up to this many times the limit of the rest of the body
+
+
 class BodyGuard:
     """ASGI middleware: read each request body before the app does, at most `max_bytes` within `timeout` s.
 
     A Content-Length over the limit gets 413 before a byte of the body is read; a chunked body gets 413 as
     soon as its count passes the limit; a body that has not fully arrived after `timeout` seconds (a slow or
     lying client) gets 408. Both close the connection. The app then sees the whole body at once.
+
+    Before a 413 the rest of the body is read and dropped (up to LINGER x the limit, within the timeout), so
+    a client still sending it gets to read the answer instead of a broken pipe.
     """
 
     def __init__(self, app: Any, max_bytes: int, timeout: float):
@@ -42,12 +48,15 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await _close_with(413, f"request body over {self.max_bytes} bytes (--max-body-bytes)", scope, send)
-            return
         loop = asyncio.get_running_loop()
         deadline, size, chunks = loop.time() + self.timeout, 0, []
+        too_large = f"request body over {self.max_bytes} bytes (--max-body-bytes)"
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= LINGER * self.max_bytes:
+                await _drain(receive, LINGER * self.max_bytes, deadline)
+            await _close_with(413, too_large, scope, send)
+            return
         while True:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
@@ -58,7 +67,9 @@ class BodyGuard:
                 return
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await _close_with(413, f"request body over {self.max_bytes} bytes (--max-body-bytes)", scope, send)
+                if message.get("more_body", False):
+                    await _drain(receive, LINGER * self.max_bytes - size, deadline)
+                await _close_with(413, too_large, scope, send)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -73,6 +84,19 @@ class BodyGuard:
             return await receive()  # http.disconnect, when the client goes away
 
         await self.app(scope, replay, send)
+
+
+async def _drain(receive: Any, limit: int, deadline: float) -> None:
+    """Read and drop the rest of a request body: at most `limit` bytes, until the loop time `deadline`."""
+    loop = asyncio.get_running_loop()
+    while limit > 0:
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+        except asyncio.TimeoutError:
+            return
+        limit -= len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _close_with(status: int, detail: str, scope: dict, send: Any) -> None:
