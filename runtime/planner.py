@@ -135,19 +135,26 @@ def sample_weights(costs: np.ndarray, cfg: PlannerConfig) -> np.ndarray:
     return w
 
 
-def plan(
+def plan(objective: Objective, mean: np.ndarray, low: np.ndarray, high: np.ndarray, cfg: PlannerConfig,
+         rng: np.random.Generator) -> np.ndarray:
+    """Improve the plan `mean` (H, A) by sampling around it; returns the new plan (H, A)."""
+    return plan_with_weights(objective, mean, low, high, cfg, rng)[0]
+
+
+def plan_with_weights(
     objective: Objective,
     mean: np.ndarray,
     low: np.ndarray,
     high: np.ndarray,
     cfg: PlannerConfig,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Improve the plan `mean` (H, A) by sampling around it; returns the new plan (H, A).
+) -> tuple[np.ndarray, np.ndarray]:
+    """The new plan (H, A) and the weights (N,) of the last iteration's samples in it (`sample_weights`).
 
     Sample 0 is always the current mean itself, so a good warm start is never lost. When no sampled cost is
-    finite the plan comes back unchanged.
+    finite the plan comes back unchanged and the weights are all zero.
     """
+    w = np.zeros(0)
     half_range = (high - low) / 2.0  # (A,)
     std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
     for _ in range(cfg.iterations):
@@ -156,9 +163,9 @@ def plan(
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
         w = sample_weights(objective(actions), cfg)  # (N,)
         if not w.any():
-            return mean  # nothing usable sampled: keep the previous plan
+            return mean, w  # nothing usable sampled: keep the previous plan
         mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
         if cfg.method == "cem":
             elite = actions[w > 0]  # (E, H, A)
             std = np.maximum(elite.std(axis=0), 1e-3 * half_range).astype(np.float32)
-    return np.clip(mean, low, high).astype(np.float32)
+    return np.clip(mean, low, high).astype(np.float32), w

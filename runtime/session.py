@@ -19,13 +19,15 @@ from .deadline import RolloutTimer
 from .dynamics import CostTerms
 from .model import Runtime
 from .modes import make_mode
-from .planner import PlannerConfig, plan, sample_weights, shift_plan
+from .planner import PlannerConfig, plan_with_weights, shift_plan
 from .recording import Recorder
 from .types import ActResult, PlanningError
-from .validation import MAX_STDS, all_finite, as_vector, check_scale  # noqa: F401  (MAX_STDS re-exported)
+from .validation import all_finite, as_vector, check_scale
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
 clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
+
+
 class Session:
     """Per-session adaptation state. Thread-safe: every public call holds the session lock."""
 
@@ -135,8 +137,9 @@ class Session:
                 raise ValueError("these transitions drive the model's belief to non-finite values; the session "
                                  "is unchanged (check units and sensors)")
             if self.recorder is not None:
-                for (o, a, n, r, _), sp, k in zip(parsed, surprises, range(len(parsed)), strict=True):
-                    self.recorder.transition(o, a, n, r, sp, self.n_observed - len(parsed) + k + 1)
+                counts = range(self.n_observed - len(parsed) + 1, self.n_observed + 1)
+                for (o, a, n, r, _), sp, count in zip(parsed, surprises, counts, strict=True):
+                    self.recorder.transition(o, a, n, r, sp, count)
             return surprises
 
     # ----------------------------------------------------------------- planning
@@ -169,10 +172,10 @@ class Session:
                 spent = (clock() - t0) * 1e3
                 cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
             t_plan = clock()
-            new_plan = plan(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg, self.rng)
+            new_plan, w = plan_with_weights(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg,
+                                            self.rng)
             # the plan is sum_i w_i a_i over the last call's samples: the same weights give its expected states
             # and cost, with no second rollout call
-            w = sample_weights(last.get("costs", np.zeros(0)), cfg)
             used = w > 0
             if used.any() and all_finite(new_plan):
                 states = np.tensordot(w[used], last["states"][used], axes=1).astype(np.float32)  # (H, O)

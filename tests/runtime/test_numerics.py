@@ -71,7 +71,8 @@ def test_act_falls_back_to_the_last_finite_plan_and_says_so(rt, monkeypatch):
     s = Session(rt, "recurrent", seed=0)
     first = s.act(OBS)
     warm = s.plan.copy()
-    monkeypatch.setattr(session_module, "plan", lambda objective, mean, *a, **k: np.full_like(mean, np.nan))
+    monkeypatch.setattr(session_module, "plan_with_weights",
+                        lambda objective, mean, *a, **k: (np.full_like(mean, np.nan), np.zeros(0)))
     r = s.act(OBS)
     assert r.fallback and _finite(r)
     np.testing.assert_array_equal(r.plan, warm)  # the shifted previous plan

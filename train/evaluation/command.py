@@ -10,11 +10,12 @@ from pathlib import Path
 
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.model import Runtime
+from mbmrl.runtime.planner import parse_planner
 from mbmrl.runtime.session import Session
 
 from ..families import get_family
 from .evaluate import evaluate
-from .protocol import EvalConfig, parse_planner
+from .protocol import EvalConfig
 from .report import markdown_tables, plot_curves
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mbmrl.runtime.planner import parse_planner  # noqa: F401  (re-exported)
-
 CONTEXTS = "0,1,2,4,8,16,32,50"
 
 
