@@ -4,8 +4,8 @@ One file series per session (`DIR/SESSION-0000.mcap`, `-0001`, ... rotated at a 
 messages on JSON-schema channels, so Foxglove and the `mcap` CLI read them as they are:
 
 - `/mbmrl/transition`: obs, action, next_obs, reward, the surprise the session reported, n_observed;
-- `/mbmrl/plan`: the obs planned from, the action, plan, predicted states, expected cost, samples used,
-  plan time and (adaptive modes) the model that planned;
+- `/mbmrl/plan`: the obs planned from, the action, plan, predicted states, expected cost, samples used and
+  plan time;
 - `/mbmrl/session`: the session's mode, seed and artifact once at the start of every file.
 
 Writing never blocks the control path: a call only puts the record on a queue; one background thread
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .types import jsonable
+from .types import ActResult, jsonable
 
 orjson: Any
 try:
@@ -44,7 +44,7 @@ SCHEMAS: dict[str, dict] = {
         "surprise": {"type": "number"}, "n_observed": {"type": "integer"}}},
     "/mbmrl/plan": {"type": "object", "properties": {
         "obs": VEC, "action": VEC, "plan": MAT, "predicted_obs": MAT, "expected_cost": {"type": ["number", "null"]},
-        "samples_used": {"type": "integer"}, "plan_ms": {"type": "number"}, "model": {"type": ["string", "null"]}}},
+        "samples_used": {"type": "integer"}, "plan_ms": {"type": "number"}}},
 }
 
 
@@ -138,12 +138,11 @@ class Recorder:
         self._put("/mbmrl/transition", {"obs": obs, "action": action, "next_obs": next_obs, "reward": reward,
                                         "surprise": surprise, "n_observed": n_observed})
 
-    def plan(self, obs, result: Any) -> None:
+    def plan(self, obs, result: ActResult) -> None:
         """Queue one act/step answer (an `ActResult`) and the observation it planned from."""
         self._put("/mbmrl/plan", {"obs": obs, "action": result.action, "plan": result.plan,
                                   "predicted_obs": result.predicted_obs, "expected_cost": result.expected_cost,
-                                  "samples_used": result.samples_used, "plan_ms": result.plan_ms,
-                                  "model": getattr(result, "model", None)})
+                                  "samples_used": result.samples_used, "plan_ms": result.plan_ms})
 
     def close(self, wait: bool = True) -> None:
         """Write the summary and close the current file (after the records queued before)."""
