@@ -1,6 +1,6 @@
 """`mbmrl bench ARTIFACT`: what a robot's control loop feels, beside what it would use instead (DESIGN §8).
 
-One run measures, single-threaded by default (`--threads`): `Session.act` as served (both rollout calls and
+One run measures, single-threaded by default (`--threads`): `Session.act` as served (its rollout call and
 the session's own work), `observe`, and a control `step` in process, over HTTP and over the stream (p50 and
 p99 after warm-up, keep-alive client, a real server on loopback); the same `act` on PyTorch eager and
 `torch.compile` and pytorch_mppi's MPPI with the same model; FLOPs per act against this CPU's GEMM rate at the

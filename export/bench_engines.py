@@ -49,12 +49,12 @@ def bench_inputs(rt: Runtime) -> tuple[np.ndarray, dict]:
 
 
 def act_flops(rt: Runtime, n: int, horizon: int) -> float:
-    """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps, plus the
-    plan's own (N=1) rollout."""
+    """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps (its one
+    rollout call)."""
     w = rt.manifest.provenance["train_config"]["mlp_width"]
     o, a, d, p = rt.obs_dim, rt.action_dim, rt.feature_dim, rt.manifest.output_dim
     per = (o + a) * w + w * w + w * (d - 1) + d * p
-    return 2.0 * per * (n + 1) * horizon
+    return 2.0 * per * n * horizon
 
 
 def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) -> float:
@@ -81,11 +81,26 @@ def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) ->
     return chain * 2.0 * n * w * w / (ms * 1e-3) / 1e9
 
 
+def bench_mode(rt: Runtime) -> str:
+    """The mode every column times: recurrent where the artifact has it (the common deployment), else its default."""
+    return "recurrent" if "recurrent" in rt.modes else rt.default_mode
+
+
+def _torch_model(rt: Runtime, threads: int):
+    """The torch model of the artifact's `model.pt`, torch limited to `threads` (torch imported only here)."""
+    import torch
+    from mbmrl.train.checkpoint import Checkpoint
+
+    torch.set_num_threads(threads)
+    assert rt.path is not None and rt.manifest.torch_checkpoint
+    return Checkpoint.load(rt.path / rt.manifest.torch_checkpoint).model().eval()
+
+
 def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None = None,
                   precision: str = "fp32") -> dict[str, Callable]:
-    """`act`, `observe` and `step` of an ONNX Runtime `Session` (as served: both rollout calls, session work)."""
+    """`act`, `observe` and `step` of an ONNX Runtime `Session`, as served (the session's own work included)."""
     rt = load(artifact, threads=threads, precision=precision)
-    mode = mode or ("recurrent" if "recurrent" in rt.modes else rt.default_mode)
+    mode = mode or bench_mode(rt)
     obs, t = bench_inputs(rt)
     sess = Session(rt, mode, planner=planner, seed=0)
     return {"act": partial(sess.act, obs), "observe": partial(sess.observe, **t),
@@ -94,17 +109,11 @@ def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None =
 
 def torch_act(artifact: str, threads: int, planner: dict, compiled: bool = False) -> Callable:
     """The same `Session.act` over the torch model of the artifact's `model.pt` (eager or `torch.compile`d)."""
-    import torch
-    from mbmrl.train.checkpoint import Checkpoint
     from mbmrl.train.torch_dynamics import TorchDynamics
 
-    torch.set_num_threads(threads)
     rt = load(artifact, threads=threads)
-    assert rt.path is not None and rt.manifest.torch_checkpoint
-    ckpt = Checkpoint.load(rt.path / rt.manifest.torch_checkpoint)
-    twin = Runtime(rt.manifest, rt.params, TorchDynamics(ckpt.model(), compiled=compiled))
-    mode = "recurrent" if "recurrent" in rt.modes else rt.default_mode
-    sess = Session(twin, mode, planner=planner, seed=0)
+    twin = Runtime(rt.manifest, rt.params, TorchDynamics(_torch_model(rt, threads), compiled=compiled))
+    sess = Session(twin, bench_mode(rt), planner=planner, seed=0)
     obs, _ = bench_inputs(rt)
     return partial(sess.act, obs)
 
@@ -121,12 +130,9 @@ def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | N
     except ImportError:
         return None
     import torch
-    from mbmrl.train.checkpoint import Checkpoint
 
-    torch.set_num_threads(threads)
     rt = load(artifact, threads=threads)
-    assert rt.path is not None and rt.manifest.torch_checkpoint
-    model = Checkpoint.load(rt.path / rt.manifest.torch_checkpoint).model().eval()
+    model = _torch_model(rt, threads)
     n, horizon = planner["samples"], planner["horizon"]
     o = rt.obs_dim
     terms = CostTerms.build(rt.default_cost, horizon, rt.feature_dim)

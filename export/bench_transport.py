@@ -11,7 +11,7 @@ from mbmrl.runtime.client import Client
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.local_server import local_server
 
-from .bench_engines import bench_inputs
+from .bench_engines import bench_inputs, bench_mode
 
 
 @contextlib.contextmanager
@@ -19,7 +19,7 @@ def served_steps(artifact: str, threads: int, planner: dict, mode: str | None = 
                  precision: str = "fp32") -> Iterator[dict[str, Callable]]:
     """Yields {"http": call, "stream": call}: one `step` each, on two sessions of a served artifact."""
     rt = load(artifact, threads=threads)
-    mode = mode or ("recurrent" if "recurrent" in rt.modes else rt.default_mode)
+    mode = mode or bench_mode(rt)
     obs, t = bench_inputs(rt)
     with local_server(artifact, "--threads", str(threads), "--precision", precision) as url:
         client = Client(url)
