@@ -25,13 +25,6 @@ LIMIT = 256 * 4 * 30  # the default --max-plan-work
 
 
 @pytest.fixture(scope="module")
-def server(tiny_artifact):
-    s = Server.start(tiny_artifact)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
 def sid(server) -> str:
     return server.new_session(mode="bayes", seed=0, planner={"samples": 64})
 

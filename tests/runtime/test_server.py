@@ -102,13 +102,6 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_artifact):
-    s = Server.start(tiny_artifact)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
 def sid(server) -> str:
     return server.new_session(mode="bayes", seed=0)
 
