@@ -66,6 +66,8 @@ class TrainConfig:
 
     def __post_init__(self):
         PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
+        if self.data and not self.init:
+            raise ValueError("--data adds recordings to a trained run: pass --init RUN too (the run to fine-tune)")
         if not (self.noise_prior == 0 or self.noise_prior > 1):
             raise ValueError(f"--noise-prior must be 0 (known noise) or > 1 (finite predictive variance), "
                              f"got {self.noise_prior}")

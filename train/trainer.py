@@ -298,22 +298,18 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     low, high = box_bounds(probe.action_space)
     obs_dim, action_dim = len(box_bounds(probe.observation_space)[0]), len(low)
     probe.close()
-    if cfg.init:  # fine-tune: the run's own data and weights (and so its normalization), plus recordings
-        segs = Segments.load(Path(cfg.init) / "data.npz")
-        train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
-        if cfg.data:
-            rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names, first_task_id=int(segs.task_ids.max()) + 1)
-            train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
-            segs = Segments.concat([segs, rec])  # (the oracle is off: recorded tasks have no known parameters)
-        model = Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train()
-    else:
-        segs = collect(family, cfg, rng)
-        train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
+    # fine-tune (--init): the run's own data (so its normalization) and weights, plus recorded sessions
+    segs = Segments.load(Path(cfg.init) / "data.npz") if cfg.init else collect(family, cfg, rng)
+    train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
     stats = normalization_stats(segs, low, high)
+    if cfg.data:  # (the oracle is off then: recorded tasks have no known parameters)
+        rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names, first_task_id=int(segs.task_ids.max()) + 1)
+        train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
+        segs = Segments.concat([segs, rec])
     writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
 
-    if not cfg.init:
-        model = build_model(cfg, obs_dim, action_dim, stats, device=device)
+    model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
+             else build_model(cfg, obs_dim, action_dim, stats, device=device))
     histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
