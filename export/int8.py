@@ -98,13 +98,13 @@ def measure_error(fp32: Runtime, int8: Runtime, obs: np.ndarray, h: np.ndarray, 
     horizon = planner.horizon
     terms = CostTerms.build(fp32.default_cost, horizon, fp32.feature_dim)
     low, high = fp32.action_low, fp32.action_high
+    mean = np.tile((low + high) / 2, (horizon, 1)).astype(np.float32)  # (H, A) a plan from rest
     cost_err, act_err = [], []
     for o, b in zip(obs.astype(np.float32), h.astype(np.float32), strict=True):
         acts = rng.uniform(low, high, (samples, horizon, fp32.action_dim)).astype(np.float32)
         c32 = fp32.dynamics.rollout(o, b, fp32.W0, acts, terms)[0]
         c8 = int8.dynamics.rollout(o, b, int8.W0, acts, terms)[0]
         cost_err.append(np.abs(c8 - c32) / max(float(c32.std()), 1e-6))
-        mean = np.tile((low + high) / 2, (horizon, 1)).astype(np.float32)
         first = [plan(partial(_costs, rt, o, b, terms), mean, low, high, planner, np.random.default_rng(seed))[0]
                  for rt in (fp32, int8)]  # the same noise for both: only the costs differ
         act_err.append(np.max(np.abs(first[1] - first[0]) / (high - low)))

@@ -62,6 +62,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     model = ckpt.model()
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, GraphSpec] = {}
+    int8_layers = parse_layers(cfg.int8) if cfg.int8 and not model.oracle else ()  # the oracle is for eval: fp32
     with torch.no_grad():
         ex = example_inputs(model, horizon=cfg.horizons[0])
         batch = {0: "batch"}
@@ -79,12 +80,11 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
             export_graph(module, args, out / f"{name}.onnx", dyn)
             graphs[name] = GraphSpec(f"{name}.onnx", tuple(module.input_names), tuple(module.output_names),  # type: ignore[arg-type]
                                      getattr(module, "horizon", None), getattr(module, "risk", False))
-        if cfg.int8 and not model.oracle:  # the oracle sub-artifact is for evaluation: fp32 only
-            layers = parse_layers(cfg.int8)
+        if int8_layers:
             for name, g in list(graphs.items()):
                 if g.horizon is not None:
                     file = f"{name}_int8.onnx"
-                    quantize_graph(out / g.file, out / file, layers)
+                    quantize_graph(out / g.file, out / file, int8_layers)
                     graphs[f"{name}_int8"] = dataclasses.replace(g, file=file, precision="int8")
     params_for(model, ckpt).save(out / "params.npz")
     run_dir = ckpt_path.parent
@@ -98,10 +98,10 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
                     "train_seconds": run_metrics.get("wall_seconds")},
     ).write(out)
     manifest = dataclasses.replace(manifest, parity=check_parity(model, out, data_path, cfg.tolerance)).write(out)
-    if cfg.int8 and not model.oracle:
+    if int8_layers:
         obs, h = error_contexts(model, data_path)
         measured = measure_error(load(out), load(out, precision="int8"), obs, h)
-        manifest = dataclasses.replace(manifest, int8={"layers": list(parse_layers(cfg.int8)), "per_channel": True,
+        manifest = dataclasses.replace(manifest, int8={"layers": list(int8_layers), "per_channel": True,
                                                        "budget": cfg.int8_budget, **measured}).write(out)
         check_budget(measured, cfg.int8_budget)
     return manifest
