@@ -46,6 +46,11 @@ def recording_files(spec: str) -> list[Path]:
     return files
 
 
+def follows(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    """(T-1,): transition t+1 starts where transition t ended (no reset or gap between them)."""
+    return np.all(np.isclose(obs[1:], next_obs[:-1], rtol=1e-5, atol=1e-6), axis=1)
+
+
 def sessions_of(files: list[Path]) -> dict[str, list[Path]]:
     """Recording files grouped by session (SESSION-NNNN.mcap), each group in file order."""
     groups: dict[str, list[Path]] = {}
@@ -93,7 +98,7 @@ def _replay_session(session: Session, trans: list[dict], horizon: int) -> list[d
     obs = np.asarray([t["obs"] for t in trans], np.float32)  # (T, O)
     acts = np.asarray([t["action"] for t in trans], np.float32)  # (T, A)
     nxt = np.asarray([t["next_obs"] for t in trans], np.float32)  # (T, O)
-    joined = np.r_[np.all(np.isclose(obs[1:], nxt[:-1], rtol=1e-5, atol=1e-6), axis=1), False]  # (T,)
+    joined = np.r_[follows(obs, nxt), False]  # (T,)
     rows = []
     for i, t in enumerate(trans):
         h_err = None

@@ -229,14 +229,14 @@ def recorded_segments(spec: str, seq_len: int, param_names: tuple[str, ...], fir
     parameters (NaN), its consecutive transitions cut into `seq_len` segments."""
     from mbmrl.runtime.recording import read_recording
 
-    from .replay import recording_files, sessions_of
+    from .replay import follows, recording_files, sessions_of
 
     sessions = {name: [m for topic, _, m in read_recording(list(files)) if topic == "/mbmrl/transition"]
                 for name, files in sessions_of(recording_files(spec)).items()}
     parts = []
     for k, trans in enumerate(sessions.values()):
         obs, nxt = (np.asarray([t[key] for t in trans], np.float32) for key in ("obs", "next_obs"))
-        breaks = np.flatnonzero(~np.all(np.isclose(obs[1:], nxt[:-1], rtol=1e-5, atol=1e-6), axis=1)) + 1
+        breaks = np.flatnonzero(~follows(obs, nxt)) + 1
         for run in np.split(np.arange(len(trans)), breaks):  # consecutive stretches only
             for start in range(0, len(run) - seq_len + 1, seq_len):
                 idx = run[start : start + seq_len]
