@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailFast, Field, Tag, field_validator
-from pydantic.functional_validators import BeforeValidator, model_validator
+from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from .api_types import F32, F32_MAX, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
+from .api_reference import ReferenceBody
+from .api_types import F32, F32_MAX, Strict, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
 from .normalization import Normalization
 from .types import ActResult
 
@@ -114,6 +115,9 @@ class SessionInfo(BaseModel):
     cost: dict[str, Any]
     h_norm: float
     w_shift: float
+    reference: dict[str, Any] | None = Field(None, description="the held reference trajectory (a points reference: "
+                                             "its extent), or null")
+    reference_time: float = Field(0.0, description="s on the reference's clock of the next act/step")
 
 
 class Observed(BaseModel):
@@ -160,39 +164,24 @@ class Predicted(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------ request models
-class _Strict(BaseModel):
-    """Strict JSON: no `true`/`"1.5"` for numbers (ints are fine for floats; integer fields take 15 or 15.0,
-    not 15.5), no NaN/inf, no unknown keys."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _few_keys(cls, data: Any) -> Any:
-        """Many unknown keys are one error, not one per key (validation cost is bounded by the schema)."""
-        if isinstance(data, dict) and len(data) > len(cls.model_fields) + 8:
-            raise PydanticCustomError("extra_forbidden", "extra inputs are not permitted: {n} keys, known: {known}",
-                                      {"n": len(data), "known": ", ".join(cls.model_fields)})
-        return data
-
-
 class RequestModels(NamedTuple):
     """The request schemas of one artifact (dimensions, modes and horizons built in)."""
 
-    CreateSession: type[_Strict]
-    ObserveRequest: type[_Strict]
-    ActRequest: type[_Strict]
-    PredictRequest: type[_Strict]
-    StepRequest: type[_Strict]
+    CreateSession: type[Strict]
+    ObserveRequest: type[Strict]
+    ActRequest: type[Strict]
+    PredictRequest: type[Strict]
+    StepRequest: type[Strict]
 
 
 def build_request_models(
     obs_dim: int, action_dim: int, modes: list[str], horizons: list[int], norm: Normalization | None = None,
-    max_plan_work: int | None = None,
+    max_plan_work: int | None = None, references: bool = False,
 ) -> RequestModels:
     """Strict request bodies with this artifact's dimensions, modes and horizons; with `norm`, observations
     and rewards are bounded to what the runtime accepts (`api_types.state_bounds`); `max_plan_work` is stated
-    in the planner's schema (the server checks it: JSON Schema cannot state a product of fields)."""
+    in the planner's schema (the server checks it: JSON Schema cannot state a product of fields); with
+    `references`, sessions can be created holding a reference trajectory."""
     bounds = state_bounds(norm) if norm else ([-F32_MAX] * obs_dim, [F32_MAX] * obs_dim)
     Obs = vector(obs_dim, "obs_dim", bounds=bounds)
     Action = vector(action_dim, "action_dim")
@@ -206,7 +195,7 @@ def build_request_models(
         Discriminator(lambda v: "rows" if isinstance(v, list) and v and isinstance(v[0], list) else "vector"),
     ]
 
-    class PlannerPatch(_Strict):
+    class PlannerPatch(Strict):
         """Planner fields to override; omitted (or null) fields keep the session's value. The effective planner
         must have samples x iterations x horizon <= x-max-plan-work (else 422, type "plan_work")."""
 
@@ -224,7 +213,7 @@ def build_request_models(
         deadline_ms: float | None = Field(None, ge=0, le=60_000, description="> 0: fewer samples if needed to "
                                           "plan within this many ms on the server's CPU; 0: no deadline")
 
-    class CostPatch(_Strict):
+    class CostPatch(Strict):
         """Cost fields to override; `target` is one obs vector or a reference of H of them."""
 
         target: Target | None = Field(  # type: ignore[valid-type]
@@ -251,7 +240,7 @@ def build_request_models(
                                           "(prefixItems in the schema: 1e4 training standard deviations)")
             return v  # (up to 10k rows: one error here rather than one per entry below)
 
-    class CreateSession(_Strict):
+    class CreateSession(Strict):
         mode: Literal[tuple(modes)] | None = Field(None, description="null: the artifact's default mode")  # type: ignore[valid-type]
         planner: PlannerPatch | None = None
         cost: CostPatch | None = None
@@ -259,21 +248,30 @@ def build_request_models(
         task_params: Annotated[dict[str, F32], BeforeValidator(at_most(64)),
                                Field(json_schema_extra={"maxProperties": 64})] | None = None
 
-    class Transition(_Strict):
+    if references:  # only where the family says which obs entries a reference feeds
+        class CreateTrackingSession(CreateSession):
+            reference: ReferenceBody | None = Field(None, description="a reference trajectory to follow from "  # type: ignore[valid-type]
+                                                    "the first act (also PUT /v1/sessions/{id}/reference)")
+
+        CreateSession = CreateTrackingSession  # type: ignore[misc,assignment]
+
+    class Transition(Strict):
         obs: Obs  # type: ignore[valid-type]
         action: Action  # type: ignore[valid-type]
         next_obs: Obs  # type: ignore[valid-type]
         reward: Reward | None = None  # type: ignore[valid-type]
 
-    class ObserveRequest(_Strict):
+    class ObserveRequest(Strict):
         transitions: Annotated[list[Transition], FailFast()] = Field(min_length=1, max_length=1000)
 
-    class ActRequest(_Strict):
+    class ActRequest(Strict):
         obs: Obs  # type: ignore[valid-type]
         cost: CostPatch | None = None
         planner: PlannerPatch | None = None
+        time: float | None = Field(None, ge=-1e9, le=1e9, description="s on the session's reference clock at "
+                                   "`obs` (null: one control period after the last act's)")
 
-    class PredictRequest(_Strict):
+    class PredictRequest(Strict):
         obs: Obs  # type: ignore[valid-type]
         actions: Annotated[list[Action], FailFast()] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
 

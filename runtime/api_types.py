@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .normalization import Normalization
@@ -114,3 +114,19 @@ def reward_bounds(norm: Normalization) -> tuple[float, float]:
     """The reward range the runtime accepts (MAX_STDS std devs of the training rewards), less the margin."""
     k = MAX_STDS * MARGIN
     return norm.reward_mean - k * norm.reward_std, norm.reward_mean + k * norm.reward_std
+
+
+class Strict(BaseModel):
+    """Strict JSON: no `true`/`"1.5"` for numbers (ints are fine for floats; integer fields take 15 or 15.0,
+    not 15.5), no NaN/inf, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_keys(cls, data: Any) -> Any:
+        """Many unknown keys are one error, not one per key (validation cost is bounded by the schema)."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + 8:
+            raise PydanticCustomError("extra_forbidden", "extra inputs are not permitted: {n} keys, known: {known}",
+                                      {"n": len(data), "known": ", ".join(cls.model_fields)})
+        return data

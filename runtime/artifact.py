@@ -116,6 +116,9 @@ class Manifest:
     parity: dict | None = None
     int8: dict | None = None
     """When int8 rollout graphs were exported: their layers, budget and measured error (`mbmrl.export.int8`)."""
+    reference: dict | None = None
+    """Which obs entries a reference trajectory feeds, and the control period (`mbmrl.runtime.reference`);
+    None when the family declares none (sessions then refuse references)."""
 
     @property
     def horizons(self) -> list[int]:

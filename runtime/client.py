@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .reference import Reference
 from .types import ActResult, jsonable
 from .ws import WebSocket, WebSocketClosed
 
@@ -57,9 +58,11 @@ def _describe(detail: Any) -> str:
     return str(detail)
 
 
-def _plan_body(obs: Any, cost: dict | None, planner: dict | None, transition: dict | None = None) -> dict[str, Any]:
-    """The body of act and step: obs, the cost and planner overrides that are set, and a step's transition."""
-    body: dict[str, Any] = {"obs": obs}
+def _plan_body(obs: Any, cost: dict | None, planner: dict | None, transition: dict | None = None,
+               time: float | None = None) -> dict[str, Any]:
+    """The body of act and step: obs, the cost and planner overrides and reference time that are set, and a step's
+    transition."""
+    body: dict[str, Any] = {"obs": obs} if time is None else {"obs": obs, "time": time}
     if transition is not None:
         body["transition"] = {k: v for k, v in transition.items() if v is not None}
     if cost:
@@ -173,10 +176,12 @@ class Client:
         cost: dict | None = None,
         seed: int | None = None,
         task_params: dict | None = None,
+        reference: Reference | dict | None = None,
     ) -> RemoteSession:
         """Create a session on the server (see `mbmrl.runtime.Session`)."""
+        ref = reference.to_dict() if isinstance(reference, Reference) else reference
         body = {k: v for k, v in {"mode": mode, "planner": planner, "cost": cost, "seed": seed,
-                                  "task_params": task_params}.items() if v is not None}
+                                  "task_params": task_params, "reference": ref}.items() if v is not None}
         created = self.request("POST", "/v1/sessions", body)
         return RemoteSession(self, created["session_id"], created["mode"])
 
@@ -204,15 +209,16 @@ class RemoteSession:
         out = self.client.request("POST", f"{self._path}/observe", {"transitions": body})
         return [float("nan") if s is None else float(s) for s in out["surprise"]]
 
-    def act(self, obs, cost: dict | None = None, planner: dict | None = None) -> ActResult:
+    def act(self, obs, cost: dict | None = None, planner: dict | None = None, time: float | None = None
+            ) -> ActResult:
         """Plan from `obs`; the action to apply now and the plan behind it."""
-        return _act_result(self.client.request("POST", f"{self._path}/act", _plan_body(obs, cost, planner)))
+        return _act_result(self.client.request("POST", f"{self._path}/act", _plan_body(obs, cost, planner, None, time)))
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
-             planner: dict | None = None) -> tuple[float | None, ActResult]:
+             planner: dict | None = None, time: float | None = None) -> tuple[float | None, ActResult]:
         """One control step in one round trip: fold the previous `transition` (None on the first step), plan
         from `obs`. Returns (its surprise or None, the act result), as `Session.step`."""
-        body = _plan_body(obs, cost, planner, transition)
+        body = _plan_body(obs, cost, planner, transition, time)
         out = self.client.request("POST", f"{self._path}/step", body)
         return (None if out["surprise"] is None else float(out["surprise"])), _act_result(out)
 
@@ -223,6 +229,11 @@ class RemoteSession:
         return np.asarray(out["predicted_obs"], dtype=np.float32), (
             None if var is None else np.asarray(var, dtype=np.float64)
         )
+
+    def set_reference(self, reference: Reference | dict | None, time: float = 0.0) -> dict:
+        """Hold a reference trajectory (None: drop it), its clock at `time` s; returns the session's info."""
+        ref = reference.to_dict() if isinstance(reference, Reference) else reference
+        return self.client.request("PUT", f"{self._path}/reference", {"reference": ref, "time": time})
 
     def reset(self) -> None:
         """Back to the prior belief and an empty plan."""
@@ -260,9 +271,9 @@ class StepStream:
             raise ApiError(0, f"cannot reach {client.host}:{client.port}: {e}") from None
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
-             planner: dict | None = None) -> tuple[float | None, ActResult]:
+             planner: dict | None = None, time: float | None = None) -> tuple[float | None, ActResult]:
         """As `RemoteSession.step`."""
-        body = _plan_body(obs, cost, planner, transition)
+        body = _plan_body(obs, cost, planner, transition, time)
         try:
             self._ws.send(json.dumps(jsonable(body), allow_nan=False))
             out = json.loads(self._ws.recv())

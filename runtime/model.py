@@ -7,6 +7,7 @@ What a `Session` runs on. `mbmrl.runtime.load(ARTIFACT)` builds one over ONNX Ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from .artifact import Manifest, Normalization, Params
 from .cost import Cost
 from .dynamics import Dynamics
 from .planner import PlannerConfig
+from .reference import ReferenceLayout
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ class Runtime:
     def W0(self) -> np.ndarray:
         """Prior head (D, P)."""
         return self.params.W0
+
+    @cached_property
+    def reference_layout(self) -> ReferenceLayout | None:
+        """Which obs entries a session's reference trajectory feeds (None: this family declares no reference)."""
+        d = self.manifest.reference
+        return ReferenceLayout.from_dict(d) if d else None
 
     def check_horizon(self, horizon: int) -> None:
         """A ValueError when the engine cannot plan over `horizon` steps."""

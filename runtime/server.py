@@ -41,6 +41,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
     acted,
     build_request_models,
 )
+from .api_reference import SetReference
 from .artifact import FORMAT_VERSION, Manifest
 from .http_guards import (
     DOC_PATHS,
@@ -129,7 +130,8 @@ def create_app(
     manifest = Manifest.load(artifact, verify=False)  # dims for the request schemas; verified in lifespan
     m: RequestModels = build_request_models(obs_dim=manifest.obs_dim, action_dim=manifest.action_dim,
                                             modes=sorted(manifest.modes), horizons=manifest.horizons,
-                                            norm=manifest.normalization, max_plan_work=max_plan_work)
+                                            norm=manifest.normalization, max_plan_work=max_plan_work,
+                                            references=manifest.reference is not None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -193,6 +195,7 @@ def create_app(
                 session_id, session = store.create(
                     mode=body.mode, planner=plan_patch(body.planner), cost=plan_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
+                    reference=body.reference.spec() if getattr(body, "reference", None) else None,
                     owner=request.client.host if request.client else None,
                 )
             except TooManySessions as e:
@@ -233,7 +236,7 @@ def create_app(
         def run(s: Session) -> dict:
             check_plan_work(s.planner.to_dict(), plan_patch(body.planner), max_plan_work)
             with plan_slots_.slot():
-                r = s.act(body.obs, cost=plan_patch(body.cost), planner=plan_patch(body.planner))
+                r = s.act(body.obs, cost=plan_patch(body.cost), planner=plan_patch(body.planner), time=body.time)
             return acted(r)
 
         with _errors():
@@ -267,6 +270,19 @@ def create_app(
 
         with _errors():
             return store.apply(session_id, "reset", run, key=idempotency_key)
+
+    @app.put("/v1/sessions/{session_id}/reference", response_model=SessionInfo, tags=["sessions"],
+             responses={**AUTH, **BODY, **NOT_FOUND, **UNAVAILABLE}, dependencies=deps,
+             include_in_schema=manifest.reference is not None)
+    def set_reference(session_id: SessionId, body: SetReference, store: Store, idempotency_key: Key = None) -> dict:
+        """Hold a reference trajectory (null: drop it): every act/step then plans to follow it from the reference's
+        clock (`time`, then one control period per step; a step's own `time` sets it)."""
+        def run(s: Session) -> dict:
+            s.set_reference(body.reference.spec() if body.reference else None, body.time)
+            return {"session_id": session_id, **s.info()}
+
+        with _errors():
+            return store.apply(session_id, "reference", run, key=idempotency_key)
 
     @app.delete("/v1/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["sessions"],
                 responses={**AUTH, **LIMITS, **NOT_FOUND}, dependencies=deps)

@@ -21,6 +21,7 @@ from .model import Runtime
 from .modes import make_mode
 from .planner import PlannerConfig, plan_with_weights, shift_plan
 from .recording import Recorder
+from .reference import Reference, Tracking
 from .types import ActResult, PlanningError
 from .validation import all_finite, as_vector, check_scale
 
@@ -33,7 +34,7 @@ class Session:
 
     def __init__(self, rt: Runtime, mode: str | None = None, planner: PlannerConfig | dict | None = None,
                  cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None,
-                 recorder: Recorder | None = None):
+                 recorder: Recorder | None = None, reference: Reference | dict | None = None):
         self.rt = rt
         self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
@@ -48,17 +49,32 @@ class Session:
         self.task_params = task_params
         self.lock = threading.RLock()
         self.timer = RolloutTimer()  # this CPU's rollout cost (kept across resets)
+        self.tracking = Tracking()  # the held reference and its clock
         self.reset()
+        self.set_reference(reference)
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
-        """Forget everything observed: back to the prior belief (h0, W0) and an empty plan."""
+        """Forget everything observed: back to the prior belief (h0, W0) and an empty plan; a held reference
+        stays and starts again from its beginning."""
         with self.lock:
             self.rng = np.random.default_rng(self.seed)
             self.h = self.adapter.initial_belief(self.rt.h0, self.task_params)  # (hidden,)
             self.state = self.adapter.init()
             self.n_observed = 0
             self.plan = self._initial_plan(self.planner.horizon)
+            self.tracking = Tracking(self.tracking.reference)
+
+    def set_reference(self, reference: Reference | dict | None, time: float = 0.0) -> None:
+        """Hold a reference trajectory (None: drop it) with its clock at `time` s; every `act` then plans to
+        follow it and advances the clock by one control period. A ValueError if the artifact's family declares
+        no reference layout or the reference is malformed."""
+        ref = Reference.from_dict(reference) if isinstance(reference, dict) else reference
+        if (ref is not None and self.rt.reference_layout is None) or not np.isfinite(time):
+            raise ValueError("this artifact's family declares no reference layout (which obs entries are position "
+                             "and velocity): send cost targets" if np.isfinite(time) else "time must be finite")
+        with self.lock:
+            self.tracking = Tracking(ref, float(time), self.tracking.n_acted)
 
     @property
     def W(self) -> np.ndarray:
@@ -79,6 +95,8 @@ class Session:
                 "cost": self.cost.to_dict(),
                 "h_norm": float(np.linalg.norm(self.h)),
                 "w_shift": float(np.linalg.norm(self.W - self.rt.W0)),
+                "reference": None if self.tracking.reference is None else self.tracking.reference.summary(),
+                "reference_time": self.tracking.time,
             }
 
     # ----------------------------------------------------------------- adaptation
@@ -143,18 +161,24 @@ class Session:
             return surprises
 
     # ----------------------------------------------------------------- planning
-    def act(self, obs, cost: dict | None = None, planner: dict | None = None) -> ActResult:
-        """Plan from `obs` under the adapted model; returns the first action and the whole plan."""
+    def act(self, obs, cost: dict | None = None, planner: dict | None = None, time: float | None = None
+            ) -> ActResult:
+        """Plan from `obs` under the adapted model; returns the first action and the whole plan.
+
+        Targets: a per-request `cost.target`, else the held reference from `time` (s; None: where the last act
+        left its clock), else the session cost's target (rows advance one per act): `Tracking.cost_for`."""
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
         check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
         with self.lock:
             cfg = self.planner.replace(**planner) if planner else self.planner
             rt.check_horizon(cfg.horizon)
-            c = self.cost.merged(cost, rt.obs_dim, rt.action_dim)
+            c, start = self.tracking.cost_for(self.cost.merged(cost, rt.obs_dim, rt.action_dim), cfg.horizon,
+                                              rt.reference_layout, bool(cost and cost.get("target") is not None),
+                                              time)
             W, h = self.W.astype(np.float32), self.h.astype(np.float32)
             risk = self.adapter.risk(self.state) if c.uncertainty_weight > 0 else None
-            terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk)
+            terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start)
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
             t0 = clock()
             last: dict[str, np.ndarray] = {}
@@ -204,7 +228,7 @@ class Session:
         return result
 
     def step(self, obs, transition: dict | None = None, cost: dict | None = None,
-             planner: dict | None = None) -> tuple[float | None, ActResult]:
+             planner: dict | None = None, time: float | None = None) -> tuple[float | None, ActResult]:
         """One control step: fold the previous `transition` (dict with obs, action, next_obs, optional reward;
         None on the first step), then plan from `obs`. All or nothing: if planning fails, the fold is undone.
         Returns (surprise of the transition or None, the act result)."""
@@ -212,7 +236,7 @@ class Session:
             before = self.state_dict()
             try:
                 surprise = self.observe_many([transition])[0] if transition is not None else None
-                return surprise, self.act(obs, cost=cost, planner=planner)
+                return surprise, self.act(obs, cost=cost, planner=planner, time=time)
             except BaseException:
                 self.load_state_dict(before)
                 raise
@@ -220,10 +244,8 @@ class Session:
     def predict(self, obs, actions) -> tuple[np.ndarray, np.ndarray | None]:
         """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
 
-        The variance (raw units) comes from the mode (bayes), else from the Gaussian head when the
-        artifact has one, else None. For T > 1 it is each step's one-step variance at the predicted
-        state (uncertainty is not propagated through the rollout).
-        """
+        The variance (raw units) comes from the mode (bayes), else from the Gaussian head when the artifact has
+        one, else None. For T > 1: each step's one-step variance at the predicted state (not propagated)."""
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
         check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
@@ -264,7 +286,7 @@ class Session:
             head = {f"head.{f.name}": np.asarray(getattr(self.state, f.name)) for f in dataclasses.fields(self.state)}
             return {"h": self.h, "plan": self.plan, "n_observed": np.array(self.n_observed),
                     "rng": np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8),
-                    **head}
+                    **self.tracking.arrays(), **head}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` saved (a KeyError names a missing array)."""
@@ -274,3 +296,4 @@ class Session:
             self.h, self.plan = state["h"], state["plan"]
             self.n_observed = int(state["n_observed"])
             self.rng.bit_generator.state = json.loads(bytes(state["rng"]).decode())
+            self.tracking = self.tracking.load(state)

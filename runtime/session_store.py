@@ -85,7 +85,7 @@ class SessionStore:
                              "DELETE, after --session-ttl-s idle, or on restart without --state-dir)")
 
     def create(self, mode=None, planner=None, cost=None, seed=None, task_params=None,
-               key: str | None = None, owner: str | None = None) -> tuple[str, Session]:
+               key: str | None = None, owner: str | None = None, reference=None) -> tuple[str, Session]:
         """A new session (ValueError for bad settings, TooManySessions when full, PersistError when it can't be
         saved: then nothing is left behind); a repeated idempotency `key` returns the session it created."""
         self._expire()
@@ -94,7 +94,8 @@ class SessionStore:
             if key and known is not None:
                 return self._created[key], known.session
             self._check_room(owner)
-        session = Session(self.rt, mode, planner=planner, cost=cost, seed=seed, task_params=task_params)
+        session = Session(self.rt, mode, planner=planner, cost=cost, seed=seed, task_params=task_params,
+                          reference=reference)
         meta = {"mode": session.mode, "planner": session.planner.to_dict(), "cost": session.cost.to_dict(),
                 "seed": seed, "task_params": task_params, "artifact": self.artifact_id, "generation": 0,
                 "owner": owner}
@@ -125,7 +126,8 @@ class SessionStore:
               transitions: list[dict] | None = None) -> dict:
         """Run `fn(session)` under the session lock and persist the change `route` made; returns fn's answer.
 
-        `route` is "observe" or "step" (journal `transitions`), "reset" (snapshot) or another change ("act", and
+        `route` is "observe" or "step" (journal `transitions`), "reset" or "reference" (snapshot) or another change
+        ("act", and
         the plan of a "step": written with the next snapshot). If `fn` raises or the change can't be saved
         (PersistError), the session's state is put back as it was. An answer given before for the same
         (route, idempotency `key`) is returned again without running `fn`.
@@ -142,12 +144,12 @@ class SessionStore:
                 out = fn(s)
                 if self.disk and route in ("observe", "step") and transitions:
                     self.disk.journal(session_id, entry, transitions)
-                elif self.disk and route == "reset":
+                elif self.disk and route in ("reset", "reference"):
                     self.disk.snapshot(session_id, entry)
             except BaseException:
                 s.load_state_dict(before)
                 raise
-            entry.dirty = entry.dirty or route not in ("observe", "reset")
+            entry.dirty = entry.dirty or route not in ("observe", "reset", "reference")
             if key is not None:
                 entry.replies[(route, key)] = out
                 while len(entry.replies) > REPLIES:

@@ -38,7 +38,8 @@ def apply_step(store: SessionStore, session_id: str, body: Any, max_plan_work: i
     def run(s: Session) -> dict:
         check_plan_work(s.planner.to_dict(), plan_patch(body.planner), max_plan_work)
         with slots.slot():
-            surprise, r = s.step(body.obs, ts[0] if ts else None, plan_patch(body.cost), plan_patch(body.planner))
+            surprise, r = s.step(body.obs, ts[0] if ts else None, plan_patch(body.cost), plan_patch(body.planner),
+                                 time=body.time)
         return {**acted(r), "surprise": surprise, "n_observed": s.n_observed}
 
     return store.apply(session_id, "step", run, key=key, transitions=ts)

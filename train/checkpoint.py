@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from mbmrl.runtime.artifact import Manifest, ModeSpec, Normalization, OracleSpec, Params
 
+from .families import BUILTIN, get_family
 from .model import DynamicsModel
 
 
@@ -60,6 +61,15 @@ def mode_specs(model: DynamicsModel, train_cfg: dict) -> dict[str, ModeSpec]:
     return modes
 
 
+def reference_layout(fam: dict) -> dict | None:
+    """The family's reference layout as the checkpoint stored it; for runs saved before checkpoints kept it,
+    the built-in family's own (None for a user's family)."""
+    if "reference" in fam:
+        return fam["reference"]
+    layout = get_family(fam["name"]).reference if fam["name"] in BUILTIN else None
+    return layout.to_dict() if layout else None
+
+
 def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizon: int = 15) -> Manifest:
     """The manifest of `model` without graphs and files (export adds those): dims, bounds, modes, defaults."""
     fam, buf = ckpt.family_info, (lambda n: getattr(model, n).detach().cpu().tolist())
@@ -77,7 +87,7 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizon: int = 15) -> M
         modes=mode_specs(model, ckpt.config), default_mode="oracle" if model.oracle else "recurrent",
         default_cost=fam["default_cost"],
         default_planner={"method": "mppi", "iterations": 1, **fam["default_planner"], "horizon": horizon},
-        gaussian_head=bool(ckpt.config.get("gaussian_nll")), oracle=oracle,
+        gaussian_head=bool(ckpt.config.get("gaussian_nll")), oracle=oracle, reference=reference_layout(fam),
         provenance={"task_family": fam["name"], "param_ranges": fam["param_ranges"], "seed": ckpt.config["seed"],
                     "train_config": ckpt.config},
     )
