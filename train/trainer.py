@@ -201,7 +201,8 @@ def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
     return {"name": family.name, "description": family.description, "obs_names": list(family.obs_names),
             "action_names": list(family.action_names), "default_cost": family.default_cost.to_dict(),
             "default_planner": {**family.default_planner, **(planner or {})}, "param_ranges": family.param_ranges(),
-            "eval_start": family.eval_start, "episode_steps": family.episode_steps}
+            "eval_start": family.eval_start, "episode_steps": family.episode_steps,
+            "reference": family.reference.to_dict() if family.reference else None}
 
 
 def open_tensorboard(path: Path):

@@ -13,9 +13,8 @@ from mbmrl.train.families.quadrotor import (
     hover_action,
     hover_fraction,
     make_quadrotor,
-    quadrotor_family,
-    quadrotor_payload_family,
 )
+from mbmrl.train.families.quadrotor_family import quadrotor_family, quadrotor_payload_family
 
 CALM = {"payload": 0.3, "thrust_coef": 0.9, "drag": 0.2, "wind_x": 0.0, "wind_y": 0.0}
 CALM_SUSPENDED = {**CALM, "cable_length": 0.8}
@@ -168,7 +167,12 @@ def test_reference_obs_and_figure_eight(suspended):
     for i in (0, 14):
         np.testing.assert_allclose(target[i, :3], env.reference((10 + 1 + i) * DT), rtol=1e-6)
     np.testing.assert_array_equal(target[:, 6:12], np.tile([1, 0, 0, 0, 1, 0], (15, 1)))
-    np.testing.assert_array_equal(target[:, 3:6], 0.0)
+    # the target velocity is the reference's own (feed-forward): a central difference of its positions
+    for i in (0, 7):
+        t = (10 + 1 + i) * DT
+        slope = (env.reference(t + 1e-4) - env.reference(t - 1e-4)) / 2e-4
+        np.testing.assert_allclose(target[i, 3:6], slope, atol=1e-4)
+    assert np.abs(target[:, 3:6]).max() > 1.0  # it moves at ~1.3-1.9 m/s
     env.reset(seed=0)
     obs, reward, *_, info = env.step(np.zeros(4, dtype=np.float32))
     assert info["position_error"] == pytest.approx(np.linalg.norm(obs[:3] - env.reference(DT)), abs=1e-6)

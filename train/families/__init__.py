@@ -20,8 +20,8 @@ from .base import (
 # heavy dependencies (MuJoCo) load only when it is used.
 BUILTIN = {
     "pendulum": "mbmrl.train.families.pendulum:pendulum_family",
-    "quadrotor": "mbmrl.train.families.quadrotor:quadrotor_family",
-    "quadrotor_payload": "mbmrl.train.families.quadrotor:quadrotor_payload_family",
+    "quadrotor": "mbmrl.train.families.quadrotor_family:quadrotor_family",
+    "quadrotor_payload": "mbmrl.train.families.quadrotor_family:quadrotor_payload_family",
     "cartpole": "mbmrl.train.families.cartpole:cartpole_family",
     "cartpole_bang_bang": "mbmrl.train.families.cartpole:cartpole_bang_bang_family",
     "halfcheetah": "mbmrl.train.families.halfcheetah:halfcheetah_family",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+from mbmrl.runtime.reference import Reference, ReferenceLayout
 
 Params = dict[str, float]
 
@@ -107,6 +108,16 @@ class TaskFamily:
     eval_start: str = "default"
     default_planner: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
+    reference: ReferenceLayout | None = None
+    """Which obs entries a reference trajectory feeds (position, velocity) and the control period; None: the
+    family tracks no references."""
+    control_tasks: Mapping[str, Reference] = field(default_factory=dict)
+    """Named tracking tasks (e.g. hover, figure8) that `mbmrl eval --control-tasks` flies."""
+    baselines: Mapping[str, Callable[[Reference], Callable[[np.ndarray], np.ndarray]]] = field(default_factory=dict)
+    """Classical controllers flown beside the modes in tracking evaluations: name -> (reference -> policy)."""
+    actuation_needed: Callable[[Params, Reference, float, float], float] | None = None
+    """(params, reference, wind speed, gust) -> the peak share of the actuators' limit that following the reference
+    exactly takes (above 1: no controller can); reported beside tracking errors."""
 
     @property
     def param_names(self) -> tuple[str, ...]:

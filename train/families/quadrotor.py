@@ -9,15 +9,13 @@ drone as a spherical pendulum (Belkhale et al. 2021).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import partial
-
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
+from mbmrl.runtime.reference import Reference, ReferenceLayout
 
-from .base import Choice, CostSpec, ParamDist, Params, ParamSpace, TaskFamily, Uniform, box_bounds
+from .base import Params, box_bounds
 
 G = 9.81  # m/s^2
 FRAME_MASS = 1.0  # kg, the nominal frame
@@ -43,7 +41,14 @@ PAYLOAD_OBS_NAMES = ("lx", "ly", "lz", "lvx", "lvy", "lvz")  # payload relative 
 ACTION_NAMES = ("thrust", "roll_rate", "pitch_rate", "yaw_rate")
 RIGID_PARAMS = ("payload", "thrust_coef", "drag", "wind_x", "wind_y")
 SUSPENDED_PARAMS = (*RIGID_PARAMS, "cable_length")
-TASKS = ("hover", "figure8")
+# The obs entries a reference feeds: position, and velocity as feed-forward (a moving target at rest lags)
+REFERENCE_LAYOUT = ReferenceLayout(dt=DT, position=(0, 1, 2), velocity=(3, 4, 5))
+CONTROL_TASKS: dict[str, Reference] = {
+    "hover": Reference("hover", center=HOVER_POINT),
+    # 2.5 m x 1.5 m in the x-z plane, one lap in 2 pi s: up to 1.9 m/s and 3 m/s^2 (vertically)
+    "figure8": Reference("figure8", center=HOVER_POINT, size=(1.25, 0.75), period=2 * np.pi, plane="xz"),
+}
+TASKS = tuple(CONTROL_TASKS)
 
 
 def quat_to_rot(q: np.ndarray) -> np.ndarray:
@@ -94,6 +99,17 @@ def hover_action(params: Params) -> float:
     return 2.0 * weight / (float(params["thrust_coef"]) * MAX_THRUST) - 1.0
 
 
+def peak_thrust_fraction(params: Params, reference: Reference, wind: float, gust: float = 0.0) -> float:
+    """Largest share of the available thrust that following `reference` exactly takes (wind along x at up to
+    `wind + gust` m/s): above 1 the drone cannot fly it, whatever the controller."""
+    t = np.linspace(0.0, reference.period, 400)
+    _, vel, acc = reference.at(t)  # (T, 3) each
+    mass = FRAME_MASS * (1.0 + float(params["payload"]))
+    air = np.array([wind + abs(gust), 0.0, 0.0]) - vel  # wind relative to the drone
+    force = mass * (acc + np.array([0.0, 0.0, G])) - float(params["drag"]) * air  # thrust the rotors must give
+    return float(np.linalg.norm(force, axis=1).max() / (float(params["thrust_coef"]) * MAX_THRUST))
+
+
 class QuadrotorEnv(gym.Env):
     """A quadrotor (optionally with a suspended payload) tracking a hover point or a figure eight.
 
@@ -108,18 +124,18 @@ class QuadrotorEnv(gym.Env):
         self,
         params: Params,
         *,
-        task: str = "hover",
+        task: str | Reference = "hover",
         suspended: bool = False,
-        hover_point: tuple[float, float, float] = HOVER_POINT,
         max_episode_steps: int = EPISODE_STEPS,
         position_noise: float = 0.1,
         tilt_noise: float = 0.05,
+        gust: tuple[float, float] = (0.0, 0.0),
     ):
-        if task not in TASKS:
-            raise ValueError(f"unknown quadrotor task {task!r}; expected one of {TASKS}")
+        if isinstance(task, str) and task not in CONTROL_TASKS:
+            raise ValueError(f"unknown quadrotor task {task!r}; expected one of {TASKS} or a Reference")
         self.params = _read_params(params, suspended)
         self.task, self.suspended = task, suspended
-        self.hover_point = np.asarray(hover_point, dtype=np.float64)
+        self.ref = CONTROL_TASKS[task] if isinstance(task, str) else task
         self.max_episode_steps = max_episode_steps
         self.position_noise, self.tilt_noise = position_noise, tilt_noise
         self.obs_names = BASE_OBS_NAMES + (PAYLOAD_OBS_NAMES if suspended else ())
@@ -131,6 +147,10 @@ class QuadrotorEnv(gym.Env):
         self.reduced_mass = FRAME_MASS * payload_mass / (FRAME_MASS + payload_mass)
         self.cable_length = self.params.get("cable_length", 0.0)
         self.wind = np.array([self.params["wind_x"], self.params["wind_y"], 0.0])
+        # gusts: wind(t) = wind + amplitude sin(omega t) along the wind's direction (x in calm air)
+        self.gust_amplitude, self.gust_omega = float(gust[0]), float(gust[1])
+        speed = float(np.linalg.norm(self.wind))
+        self.gust_direction = self.wind / speed if speed > 0 else np.array([1.0, 0.0, 0.0])
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         # Rates track setpoints within +-MAX_RATE without overshoot; 2x leaves room for rounding.
@@ -144,23 +164,24 @@ class QuadrotorEnv(gym.Env):
 
     def reference(self, t: float) -> np.ndarray:
         """Reference position (3,) at time t seconds."""
-        if self.task == "hover":
-            return self.hover_point.copy()
-        return np.array([1.25 * np.sin(t), 0.0, 1.0 + 0.75 * np.sin(2.0 * t)])
+        return self.ref.at(t)[0][0]
+
+    def wind_at(self, t: float) -> np.ndarray:
+        """The wind (3,) at time t seconds: constant, plus the gust."""
+        return self.wind + self.gust_amplitude * np.sin(self.gust_omega * t) * self.gust_direction
 
     def reference_obs(self, step: int, horizon: int) -> np.ndarray:
         """Target observations (horizon, obs_dim): row i is for the obs after step `step + 1 + i`.
 
-        Position from the reference, level attitude, everything else zero, except that a
-        suspended payload's target hangs straight down at (0, 0, -cable_length).
+        Position and velocity from the reference (the same targets a session holding `self.ref` plans with),
+        level attitude, everything else zero, except that a suspended payload's target hangs straight down
+        at (0, 0, -cable_length).
         """
-        target = np.zeros((horizon, self.obs_dim), dtype=np.float32)
-        for i in range(horizon):
-            target[i, 0:3] = self.reference((step + 1 + i) * DT)
-        target[:, 6:12] = IDENTITY_6D
+        base = np.zeros((horizon, self.obs_dim), dtype=np.float32)
+        base[:, 6:12] = IDENTITY_6D
         if self.suspended:
-            target[:, 17] = -self.cable_length
-        return target
+            base[:, 17] = -self.cable_length
+        return self.ref.targets(base, REFERENCE_LAYOUT, step * DT)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start near the reference's first point, slightly tilted, at rest."""
@@ -185,13 +206,14 @@ class QuadrotorEnv(gym.Env):
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)  # (4,)
         thrust = self.params["thrust_coef"] * (a[0] + 1.0) / 2.0 * MAX_THRUST
         rate_cmd = a[1:] * MAX_RATE
+        wind = self.wind_at(self.steps * DT)  # (3,) held over the control period
         h = DT / SUBSTEPS
         s = self.state
         for _ in range(SUBSTEPS):
-            k1 = self._derivative(s, thrust, rate_cmd)
-            k2 = self._derivative(s + 0.5 * h * k1, thrust, rate_cmd)
-            k3 = self._derivative(s + 0.5 * h * k2, thrust, rate_cmd)
-            k4 = self._derivative(s + h * k3, thrust, rate_cmd)
+            k1 = self._derivative(s, thrust, rate_cmd, wind)
+            k2 = self._derivative(s + 0.5 * h * k1, thrust, rate_cmd, wind)
+            k3 = self._derivative(s + 0.5 * h * k2, thrust, rate_cmd, wind)
+            k4 = self._derivative(s + h * k3, thrust, rate_cmd, wind)
             s = self._project(s + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4))
         self.state = s
         self.steps += 1
@@ -206,10 +228,10 @@ class QuadrotorEnv(gym.Env):
         truncated = self.steps >= self.max_episode_steps
         return obs, float(reward), bool(terminated), bool(truncated), {"position_error": error}
 
-    def _derivative(self, s: np.ndarray, thrust: float, rate_cmd: np.ndarray) -> np.ndarray:
-        """ds/dt of the internal state s (13,) or (19,) under a fixed thrust and rate setpoint."""
+    def _derivative(self, s: np.ndarray, thrust: float, rate_cmd: np.ndarray, wind: np.ndarray) -> np.ndarray:
+        """ds/dt of the internal state s (13,) or (19,) under a fixed thrust, rate setpoint and wind."""
         v, q, w = s[3:6], s[6:10], s[10:13]
-        force = thrust * quat_to_rot(q)[:, 2] - self.params["drag"] * (v - self.wind)  # (3,)
+        force = thrust * quat_to_rot(q)[:, 2] - self.params["drag"] * (v - wind)  # (3,)
         acc = force / self.drone_mass
         acc[2] -= G
         ds = np.empty_like(s)
@@ -252,93 +274,11 @@ class QuadrotorEnv(gym.Env):
 
 
 def make_quadrotor(
-    params: Params, start: str = "default", *, task: str = "hover", suspended: bool = False
+    params: Params, start: str = "default", *, task: str | Reference = "hover", suspended: bool = False,
+    gust: tuple[float, float] = (0.0, 0.0),
 ) -> gym.Env:
     """A `QuadrotorEnv` with physics `params`, limited to 500 steps (10 s)."""
     if start != "default":
         raise ValueError(f"unknown start {start!r} for quadrotor; expected 'default'")
-    env = QuadrotorEnv(params, task=task, suspended=suspended, max_episode_steps=EPISODE_STEPS)
+    env = QuadrotorEnv(params, task=task, suspended=suspended, max_episode_steps=EPISODE_STEPS, gust=gust)
     return TimeLimit(env, max_episode_steps=EPISODE_STEPS)
-
-
-# Train tasks need at most ~78% of the thrust to hover; every test task at most 85% (see tests).
-TRAIN_SPACE: dict[str, ParamDist] = {
-    "payload": Uniform(0.0, 0.4),
-    "thrust_coef": Uniform(0.9, 1.1),
-    "drag": Uniform(0.1, 0.3),
-    "wind_x": Uniform(-3.0, 3.0),
-    "wind_y": Uniform(-3.0, 3.0),
-}
-TEST_SPLITS: dict[str, tuple[ParamSpace, ...]] = {
-    "moderate": (
-        {  # heavier payload, stronger wind
-            "payload": Choice((0.5, 0.6)), "thrust_coef": Choice((1.0,)), "drag": Choice((0.35,)),
-            "wind_x": Choice((3.5,)), "wind_y": Choice((0.0, -3.5)),
-        },
-        {  # weaker motors, stronger wind
-            "payload": Choice((0.1,)), "thrust_coef": Choice((0.8,)), "drag": Choice((0.35,)),
-            "wind_x": Choice((-3.5, 3.5)), "wind_y": Choice((0.0, 3.5)),
-        },
-    ),
-    "extreme": (
-        {
-            "payload": Choice((0.65, 0.7)), "thrust_coef": Choice((1.05,)), "drag": Choice((0.4,)),
-            "wind_x": Choice((4.5, 5.0)), "wind_y": Choice((0.0,)),
-        },
-        {
-            "payload": Choice((0.2,)), "thrust_coef": Choice((0.75,)), "drag": Choice((0.4,)),
-            "wind_x": Choice((-4.5, 4.5)), "wind_y": Choice((-4.5, 4.5)),
-        },
-    ),
-}
-
-
-def _family(name: str, suspended: bool, description: str) -> TaskFamily:
-    train: dict[str, ParamDist] = dict(TRAIN_SPACE)
-    test_splits: Mapping[str, tuple[ParamSpace, ...]] = TEST_SPLITS
-    q: tuple[float, ...] = (1.0,) * 3 + (0.1,) * 3 + (0.05,) * 6 + (0.01,) * 3
-    target: tuple[float, ...] = HOVER_POINT + (0.0,) * 3 + IDENTITY_6D + (0.0,) * 3
-    obs_names: tuple[str, ...] = BASE_OBS_NAMES
-    if suspended:
-        train["cable_length"] = Uniform(0.5, 1.0)
-        test_splits = {
-            split: tuple({**space, "cable_length": Choice((1.2,))} for space in split_spaces)
-            for split, split_spaces in TEST_SPLITS.items()
-        }
-        q += (0.1, 0.1, 0.0) + (0.05,) * 3  # damp the swing; lz is fixed by the cable
-        target += (0.0,) * 6
-        obs_names += PAYLOAD_OBS_NAMES
-    return TaskFamily(
-        name=name,
-        make_env=partial(make_quadrotor, suspended=suspended),
-        train=train,
-        test_splits=test_splits,
-        episode_steps=EPISODE_STEPS,
-        default_cost=CostSpec(target=target, q=q, r=(0.01,) * 4, terminal_weight=2.0),
-        obs_names=obs_names,
-        action_names=ACTION_NAMES,
-        eval_start="default",
-        default_planner={"horizon": 15, "samples": 256, "temperature": 0.1, "noise_scale": 0.3,
-                         "noise_beta": 2.0},
-        description=description,
-    )
-
-
-def quadrotor_family() -> TaskFamily:
-    """Quadrotor hover with payload, thrust coefficient, drag and wind per task."""
-    return _family(
-        "quadrotor",
-        suspended=False,
-        description="3D quadrotor (thrust + body-rate commands) hovering at (0, 0, 1); payload mass, "
-        "thrust coefficient, linear drag and constant wind per task (Neural-Fly style).",
-    )
-
-
-def quadrotor_payload_family() -> TaskFamily:
-    """Quadrotor hover with a payload on a rigid cable (spherical pendulum), cable length per task."""
-    return _family(
-        "quadrotor_payload",
-        suspended=True,
-        description="3D quadrotor hovering at (0, 0, 1) with a payload hanging on a rigid cable "
-        "(Belkhale et al. 2021); payload mass, cable length, thrust coefficient, drag and wind per task.",
-    )
