@@ -17,6 +17,8 @@ from ..families import get_family
 from .evaluate import evaluate
 from .protocol import EvalConfig
 from .report import markdown_tables, plot_curves
+from .tracking import evaluate_tracking, parse_winds, tracking_tasks
+from .tracking_report import plot_tracking, tracking_tables
 
 
 def available_modes(requested: str, rt: Runtime, oracle_rt: Runtime | None) -> list[str]:
@@ -29,6 +31,20 @@ def _named_session(rt: Runtime, real_mode: str, planner: dict, **kw) -> Session:
     """A session of `real_mode` whatever label the evaluation passes as its mode (e.g. 'bayes@int8')."""
     kw.pop("mode", None)
     return Session(rt, real_mode, planner=planner, **kw)
+
+
+def parse_cost(text: str, rt: Runtime) -> dict | None:
+    """`--cost`: a JSON object of cost fields, checked against the artifact (a clear error before any work)."""
+    if not text:
+        return None
+    try:
+        patch = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--cost must be a JSON object of cost fields, e.g. '{{\"r\": [0.01]}}' ({e})") from None
+    if not isinstance(patch, dict):
+        raise ValueError(f"--cost must be a JSON object of cost fields, got {text!r}")
+    rt.default_cost.merged(patch, rt.obs_dim, rt.action_dim)
+    return patch
 
 
 def evaluate_artifact(cfg: EvalConfig) -> dict:
@@ -46,10 +62,11 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     planner = parse_planner(cfg.planner)
     rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner) for m in modes}
+    cost = parse_cost(cfg.cost, rt)
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost) for m in modes}
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
-        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner) for m in modes if m in rt8.modes}
+        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost) for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)
     protocol = cfg.protocol(family.episode_steps)
@@ -60,8 +77,48 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
             "wall_seconds": time.time() - t0}
 
 
+def track_artifact(cfg: EvalConfig) -> dict:
+    """The tracking evaluation (`--control-tasks`): tracking.json's content."""
+    t0 = time.time()
+    rt = load(cfg.artifact, threads=cfg.threads)
+    oracle_dir = Path(cfg.artifact) / "oracle"
+    oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
+    family = get_family(cfg.family or rt.manifest.family)
+    tasks = [t.strip() for t in cfg.control_tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in family.control_tasks]
+    if unknown:
+        raise ValueError(f"family {family.name!r} has no control tasks {unknown}; it has {list(family.control_tasks)}")
+    if rt.reference_layout is None:
+        raise ValueError(f"{cfg.artifact} declares no reference layout: re-export it with this mbmrl (`mbmrl export`)")
+    baselines = list(family.baselines) if cfg.baselines == "all" else [
+        b.strip() for b in cfg.baselines.split(",") if b.strip() and b.strip() != "none"]
+    modes = available_modes(cfg.modes, rt, oracle_rt)
+    planner = parse_planner(cfg.planner)
+    rt.default_planner.replace(**planner)
+    cost = parse_cost(cfg.cost, rt)
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost) for m in modes}
+    result = evaluate_tracking(
+        family, tracking_tasks(family, cfg.split, cfg.max_tasks), parse_winds(cfg.winds), tasks, modes + baselines,
+        backends, seeds=cfg.seeds, steps=cfg.episode_steps or family.episode_steps, workers=cfg.workers,
+        progress=cfg.progress)
+    return {**result, "artifact": str(cfg.artifact), "config": dataclasses.asdict(cfg),
+            "wall_seconds": time.time() - t0}
+
+
 def run_eval(cfg: EvalConfig) -> dict:
-    """`mbmrl eval`: evaluate, write eval.json + plots (+ results.md), print the tables."""
+    """`mbmrl eval`: evaluate, write eval.json + plots (+ results.md), print the tables; with `--control-tasks`,
+    the tracking evaluation (tracking.json, tracking.md, tracking.png)."""
+    if cfg.control_tasks:
+        result = track_artifact(cfg)
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tracking.json").write_text(json.dumps(result))
+        plot_tracking(result, out)
+        md = tracking_tables(result)
+        (out / "tracking.md").write_text(md)
+        print(md)
+        print(f"wrote {out}/tracking.json, tracking.md, tracking.png in {result['wall_seconds']:.0f} s")
+        return result
     result = evaluate_artifact(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,9 @@ class EvalConfig:
     max_tasks: int = field(default=0, metadata={"help": "evaluate only the first N tasks of each split (0 = all)"})
     planner: str = field(default="", metadata={"help": "planner overrides for every session, e.g. "
                                                          "'samples=128,noise_beta=2' (default: the artifact's)"})
+    cost: str = field(default="", metadata={"help": "cost overrides for every session, as a JSON object of cost "
+                                                    "fields, e.g. '{\"r\": [0, 0.001, 0.001, 0.001]}' (default: "
+                                                    "the artifact's)"})
     precision: str = field(default="fp32", metadata={
         "help": "rollout graphs to plan with: 'fp32', 'int8' (an artifact exported with --int8), or 'fp32,int8' "
                 "for both side by side (int8 modes are reported as MODE@int8)"})
@@ -74,6 +77,14 @@ class EvalConfig:
     workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
     markdown: bool = field(default=False, metadata={"help": "also write results.md (README-ready tables)"})
+    control_tasks: str = field(default="", metadata={
+        "help": "tracking evaluation instead of the adaptation curves: fly these named control tasks of the family "
+                "(e.g. 'figure8') with every mode and the family's baselines over --winds; writes tracking.json, "
+                "tracking.md, tracking.png"})
+    winds: str = field(default="0,4.2,8.5,8.5+2.4sin,12.1", metadata={
+        "help": "tracking: wind speeds along x (m/s); 'S+Gsin' gusts S + G sin(t)"})
+    baselines: str = field(default="all", metadata={"help": "tracking: the family's classical baselines to fly "
+                                                             "('all', 'none' or names, e.g. 'pid,pd')"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def protocol(self, family_steps: int) -> EvalProtocol:
