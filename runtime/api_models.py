@@ -115,6 +115,7 @@ class SessionInfo(BaseModel):
     cost: dict[str, Any]
     h_norm: float
     w_shift: float
+    window: int | None = Field(None, description="transitions the head adapts on (gradient and bayes modes)")
     reference: dict[str, Any] | None = Field(None, description="the held reference trajectory (a points reference: "
                                              "its extent), or null")
     reference_time: float = Field(0.0, description="s on the reference's clock of the next act/step")
@@ -247,6 +248,8 @@ def build_request_models(
         seed: integer(0, 2**53 - 1) | None = None  # type: ignore[valid-type]
         task_params: Annotated[dict[str, F32], BeforeValidator(at_most(64)),
                                Field(json_schema_extra={"maxProperties": 64})] | None = None
+        window: integer(1, 4096) | None = Field(None, description="gradient and bayes modes: adapt on this many "  # type: ignore[valid-type]
+                                                "last transitions (null: the artifact's; other modes: 422)")
 
     if references:  # only where the family says which obs entries a reference feeds
         class CreateTrackingSession(CreateSession):

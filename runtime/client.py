@@ -177,11 +177,13 @@ class Client:
         seed: int | None = None,
         task_params: dict | None = None,
         reference: Reference | dict | None = None,
+        window: int | None = None,
     ) -> RemoteSession:
         """Create a session on the server (see `mbmrl.runtime.Session`)."""
         ref = reference.to_dict() if isinstance(reference, Reference) else reference
         body = {k: v for k, v in {"mode": mode, "planner": planner, "cost": cost, "seed": seed,
-                                  "task_params": task_params, "reference": ref}.items() if v is not None}
+                                  "task_params": task_params, "reference": ref, "window": window}.items()
+                if v is not None}
         created = self.request("POST", "/v1/sessions", body)
         return RemoteSession(self, created["session_id"], created["mode"])
 

@@ -195,7 +195,7 @@ def create_app(
                 session_id, session = store.create(
                     mode=body.mode, planner=plan_patch(body.planner), cost=plan_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
-                    reference=body.reference.spec() if getattr(body, "reference", None) else None,
+                    reference=body.reference.spec() if getattr(body, "reference", None) else None, window=body.window,
                     owner=request.client.host if request.client else None,
                 )
             except TooManySessions as e:

@@ -34,19 +34,19 @@ class Session:
 
     def __init__(self, rt: Runtime, mode: str | None = None, planner: PlannerConfig | dict | None = None,
                  cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None,
-                 recorder: Recorder | None = None, reference: Reference | dict | None = None):
+                 recorder: Recorder | None = None, reference: Reference | dict | None = None,
+                 window: int | None = None):
         self.rt = rt
         self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
-        self.adapter = make_mode(self.mode, rt.manifest, rt.params)
+        self.adapter = make_mode(self.mode, rt.manifest, rt.params, window)  # window None: the artifact's
         base = rt.default_planner
         self.planner = base.replace(**planner) if isinstance(planner, dict) else (planner or base)
         self.planner.validate()
         rt.check_horizon(self.planner.horizon)
         self.cost = rt.default_cost.merged(cost, rt.obs_dim, rt.action_dim) if isinstance(cost, dict) else (
             cost or rt.default_cost)
-        self.seed = seed
-        self.task_params = task_params
+        self.seed, self.task_params = seed, task_params
         self.lock = threading.RLock()
         self.timer = RolloutTimer()  # this CPU's rollout cost (kept across resets)
         self.tracking = Tracking()  # the held reference and its clock
@@ -95,6 +95,7 @@ class Session:
                 "cost": self.cost.to_dict(),
                 "h_norm": float(np.linalg.norm(self.h)),
                 "w_shift": float(np.linalg.norm(self.W - self.rt.W0)),
+                "window": getattr(self.adapter, "window", None),
                 "reference": None if self.tracking.reference is None else self.tracking.reference.summary(),
                 "reference_time": self.tracking.time,
             }

@@ -72,3 +72,21 @@ def test_prior_heads_never_move():
         assert mode.head(state) is W0 and mode.variance(state, np.ones((1, D))) is None
     with pytest.raises(AttributeError):
         mode.adapts_belief = False  # frozen: modes hold settings, sessions hold state
+
+
+def test_a_session_can_adapt_on_another_window_and_says_which(tiny_artifact):
+    from mbmrl.runtime.loader import load
+    from mbmrl.runtime.session import Session
+
+    rt = load(tiny_artifact)
+    obs = np.asarray(rt.norm.obs_mean, np.float32)
+    for mode in ("gradient", "bayes"):
+        default, longer = Session(rt, mode), Session(rt, mode, window=40)
+        assert default.info()["window"] == rt.manifest.modes[mode].window and longer.info()["window"] == 40
+        for k in range(45):
+            for s in (default, longer):
+                s.observe(obs, [0.1], obs + 0.01 * np.sin(k), -1.0)
+        assert len(longer.state.phi) == 40 and len(default.state.phi) == rt.manifest.modes[mode].window
+    for mode, window in (("recurrent", 40), ("bayes", 0)):
+        with pytest.raises(ValueError, match="window"):
+            Session(rt, mode, window=window)

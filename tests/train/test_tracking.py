@@ -74,6 +74,18 @@ def test_a_held_reference_plans_exactly_as_per_request_targets_in_process_over_h
         np.testing.assert_allclose(np.array(actions), np.array(expected), atol=1e-5, err_msg=name)
 
 
+def test_a_restarted_server_keeps_each_sessions_reference_clock_and_window(quad_artifact, tmp_path):
+    state = ("--state-dir", str(tmp_path / "state"))
+    with local_server(quad_artifact, *state) as url:
+        sess = Client(url).new_session(mode="bayes", seed=0, reference=FIGURE8, window=64)
+        fly(sess.step, steps=5)
+        before = sess.info()
+    with local_server(quad_artifact, *state) as url:
+        after = Client(url).session(sess.session_id).info()
+    assert after["window"] == 64 and after["reference"] == FIGURE8.to_dict()
+    assert after["reference_time"] == pytest.approx(before["reference_time"]) == pytest.approx(5 * DT)
+
+
 def test_a_sent_time_reads_the_reference_there_and_the_reference_survives_a_snapshot(quad_artifact):
     rt = load(quad_artifact)
     sess = Session(rt, "none", seed=0, reference=FIGURE8)

@@ -33,6 +33,11 @@ def _named_session(rt: Runtime, real_mode: str, planner: dict, **kw) -> Session:
     return Session(rt, real_mode, planner=planner, **kw)
 
 
+def windowed(mode: str, window: int) -> int | None:
+    """`--window` for the modes that adapt on a window (gradient, bayes); None (the artifact's) otherwise."""
+    return window if window > 0 and mode in ("gradient", "bayes") else None
+
+
 def parse_cost(text: str, rt: Runtime) -> dict | None:
     """`--cost`: a JSON object of cost fields, checked against the artifact (a clear error before any work)."""
     if not text:
@@ -63,10 +68,12 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     planner = parse_planner(cfg.planner)
     rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
     cost = parse_cost(cfg.cost, rt)
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost) for m in modes}
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
+                           window=windowed(m, cfg.window)) for m in modes}
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
-        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost) for m in modes if m in rt8.modes}
+        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=windowed(m, cfg.window))
+                for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)
     protocol = cfg.protocol(family.episode_steps)
@@ -96,7 +103,8 @@ def track_artifact(cfg: EvalConfig) -> dict:
     planner = parse_planner(cfg.planner)
     rt.default_planner.replace(**planner)
     cost = parse_cost(cfg.cost, rt)
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost) for m in modes}
+    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
+                           window=windowed(m, cfg.window)) for m in modes}
     result = evaluate_tracking(
         family, tracking_tasks(family, cfg.split, cfg.max_tasks), parse_winds(cfg.winds), tasks, modes + baselines,
         backends, seeds=cfg.seeds, steps=cfg.episode_steps or family.episode_steps, workers=cfg.workers,
