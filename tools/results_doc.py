@@ -27,6 +27,8 @@ CADM_TABLE1 = {
 # Neural-Fly (O'Connell et al., Science Robotics 2022): mean tracking error at 12.1 m/s wind,
 # adaptive vs the non-adaptive nonlinear baseline (real flights; a reference point, not a re-run).
 NEURAL_FLY = {"adaptive (Neural-Fly)": 0.089, "non-adaptive nonlinear baseline": 0.218}
+TRACKING_LINK = ("Trajectory tracking in wind (figure eight and hover, Neural-Fly's wind conditions, beside a tuned "
+                 "PID and Neural-Fly's published table): `docs/tracking.md`, from `mbmrl eval --control-tasks`.")
 
 
 def train_command(tc: dict) -> str:
@@ -175,7 +177,8 @@ def main() -> None:
             + quadrotor_lines(result) + [markdown_tables(result)]
     summary = ["Summary: best adaptive mode's one-step NMSE relative to `none` after 16 and 50 context "
                "transitions, and the MPC return (mean over test tasks × seeds) of `none` → the best adaptive mode.",
-               "", "| evaluation | NMSE @16 | NMSE @50 | return |", "|---|---|---|---|", *rows, ""]
+               "", "| evaluation | NMSE @16 | NMSE @50 | return |", "|---|---|---|---|", *rows, "",
+               TRACKING_LINK, ""]
     doc += summary + sections
     for g in args.grbal:
         doc += grbal_lines(json.loads(Path(g).read_text()))

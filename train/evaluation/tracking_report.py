@@ -67,13 +67,15 @@ def _cm(x: float) -> str:
 
 
 def plot_tracking(result: dict, out: Path) -> None:
-    """tracking.png: per wind, the x-z paths flown on the first physics beside the reference; then error vs wind."""
+    """tracking.png: per wind, the x-z paths flown on the first physics the drone can fly (the reference needs at
+    most all of its thrust in calm air) beside the reference; then error vs wind."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = result["rows"][0]
+    flyable = [r for r in result["rows"] if r["actuation_needed"] is None or r["actuation_needed"] <= 1.0]
+    first = (flyable or result["rows"])[0]
     rows = [r for r in result["rows"] if r["task"] == first["task"] and r["params"] == first["params"]]
     fig, axes = plt.subplots(1, len(rows) + 1, figsize=(4 * (len(rows) + 1), 4), squeeze=False)
     ref = np.asarray(result["references"][first["task"]])
