@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.planner import parse_planner
 from mbmrl.runtime.session import Session
 
-from ..families import get_family
+from ..families import TaskFamily, get_family
 from .evaluate import evaluate
 from .protocol import EvalConfig
 from .report import markdown_tables, plot_curves
@@ -52,24 +53,45 @@ def parse_cost(text: str, rt: Runtime) -> dict | None:
     return patch
 
 
+@dataclass
+class Setup:
+    """What both evaluations start from: the artifact (and its oracle), the family, the modes on offer, and a
+    `new_session` per mode with the flags' planner, cost and window (checked before any work starts)."""
+
+    rt: Runtime
+    oracle_rt: Runtime | None
+    family: TaskFamily
+    modes: list[str]
+    planner: dict
+    cost: dict | None
+    backends: dict[str, partial[Session]]
+
+    @classmethod
+    def of(cls, cfg: EvalConfig) -> Setup:
+        """Load and check everything the flags name."""
+        rt = load(cfg.artifact, threads=cfg.threads)
+        oracle_dir = Path(cfg.artifact) / "oracle"
+        oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
+        modes = available_modes(cfg.modes, rt, oracle_rt)
+        planner = parse_planner(cfg.planner)
+        rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
+        cost = parse_cost(cfg.cost, rt)
+        backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
+                               window=windowed(m, cfg.window)) for m in modes}
+        return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, backends)
+
+
 def evaluate_artifact(cfg: EvalConfig) -> dict:
     """Prediction curves and MPC returns for every mode on every test task; returns eval.json's content."""
     t0 = time.time()
-    rt = load(cfg.artifact, threads=cfg.threads)
-    oracle_dir = Path(cfg.artifact) / "oracle"
-    oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
-    family = get_family(cfg.family or rt.manifest.family)
-    modes = available_modes(cfg.modes, rt, oracle_rt)
+    setup = Setup.of(cfg)
+    rt, family, modes, planner, cost, backends = (setup.rt, setup.family, setup.modes, setup.planner, setup.cost,
+                                                  setup.backends)
     precisions = [x.strip() for x in cfg.precision.split(",") if x.strip()]
     if not precisions or set(precisions) - {"fp32", "int8"}:
         raise ValueError(f"--precision must be 'fp32', 'int8' or 'fp32,int8', got {cfg.precision!r}")
     splits = list(family.test_splits) if cfg.split == "test" else [cfg.split]
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
-    planner = parse_planner(cfg.planner)
-    rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
-    cost = parse_cost(cfg.cost, rt)
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
-                           window=windowed(m, cfg.window)) for m in modes}
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
         int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=windowed(m, cfg.window))
@@ -87,28 +109,20 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
 def track_artifact(cfg: EvalConfig) -> dict:
     """The tracking evaluation (`--control-tasks`): tracking.json's content."""
     t0 = time.time()
-    rt = load(cfg.artifact, threads=cfg.threads)
-    oracle_dir = Path(cfg.artifact) / "oracle"
-    oracle_rt = load(oracle_dir, threads=cfg.threads) if (oracle_dir / "manifest.json").is_file() else None
-    family = get_family(cfg.family or rt.manifest.family)
+    setup = Setup.of(cfg)
+    family = setup.family
     tasks = [t.strip() for t in cfg.control_tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in family.control_tasks]
     if unknown:
         raise ValueError(f"family {family.name!r} has no control tasks {unknown}; it has {list(family.control_tasks)}")
-    if rt.reference_layout is None:
+    if setup.rt.reference_layout is None:
         raise ValueError(f"{cfg.artifact} declares no reference layout: re-export it with this mbmrl (`mbmrl export`)")
     baselines = list(family.baselines) if cfg.baselines == "all" else [
         b.strip() for b in cfg.baselines.split(",") if b.strip() and b.strip() != "none"]
-    modes = available_modes(cfg.modes, rt, oracle_rt)
-    planner = parse_planner(cfg.planner)
-    rt.default_planner.replace(**planner)
-    cost = parse_cost(cfg.cost, rt)
-    backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
-                           window=windowed(m, cfg.window)) for m in modes}
     result = evaluate_tracking(
-        family, tracking_tasks(family, cfg.split, cfg.max_tasks), parse_winds(cfg.winds), tasks, modes + baselines,
-        backends, seeds=cfg.seeds, steps=cfg.episode_steps or family.episode_steps, workers=cfg.workers,
-        progress=cfg.progress)
+        family, tracking_tasks(family, cfg.split, cfg.max_tasks), parse_winds(cfg.winds), tasks,
+        setup.modes + baselines, setup.backends, seeds=cfg.seeds, steps=cfg.episode_steps or family.episode_steps,
+        workers=cfg.workers, progress=cfg.progress)
     return {**result, "artifact": str(cfg.artifact), "config": dataclasses.asdict(cfg),
             "wall_seconds": time.time() - t0}
 
