@@ -45,8 +45,7 @@ def main() -> None:
     physics = {"payload": args.payload, "thrust_coef": 1.0, "drag": 0.35, "wind_x": args.wind, "wind_y": 0.0}
     figure8 = CONTROL_TASKS["figure8"]
     with local_server(args.artifact) as url:
-        window = 256 if args.mode in ("gradient", "bayes") else None  # a longer memory for steady wind
-        session = Client(url).new_session(mode=args.mode, seed=0, reference=figure8, window=window,
+        session = Client(url).new_session(mode=args.mode, seed=0, reference=figure8, window=256,  # steady wind
                                           planner=TRACKING_PLANNER, cost=TRACKING_COST)
         act, observe = stepping(session)  # one POST .../step per control step: the transition and the obs
         ep = run_episode(QuadrotorEnv(physics, task="figure8"), act, 500, seed=0, observe=observe)

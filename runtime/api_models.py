@@ -249,7 +249,8 @@ def build_request_models(
         task_params: Annotated[dict[str, F32], BeforeValidator(at_most(64)),
                                Field(json_schema_extra={"maxProperties": 64})] | None = None
         window: integer(1, 4096) | None = Field(None, description="gradient and bayes modes: adapt on this many "  # type: ignore[valid-type]
-                                                "last transitions (null: the artifact's; other modes: 422)")
+                                                "last transitions (null: the artifact's; modes without a window "
+                                                "have none to change: their info says window null)")
 
     if references:  # only where the family says which obs entries a reference feeds
         class CreateTrackingSession(CreateSession):

@@ -65,15 +65,14 @@ class Mode(Protocol):
 
 def make_mode(name: str, manifest: Manifest, params: Params, window: int | None = None) -> Mode:
     """The mode `name` with the artifact's settings, or another `window` (transitions a gradient or bayes head
-    adapts on: longer for steadier conditions, shorter to follow faster change); a ValueError lists the modes on
-    offer or says the mode has no window."""
+    adapts on: longer for steadier conditions, shorter to follow faster change; modes without a window have
+    nothing to change); a ValueError lists the modes on offer or names a bad window."""
     if name not in manifest.modes:
         raise ValueError(f"mode {name!r} is not offered by this artifact; expected one of {sorted(manifest.modes)}")
     spec = manifest.modes[name]
-    if window is not None:
-        if name not in ("gradient", "bayes") or window < 1:
-            raise ValueError(f"window: only the gradient and bayes modes adapt on a window (>= 1 transitions); "
-                             f"got window={window} for mode {name!r}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be at least 1 transition, got {window}")
+    if window is not None and spec.window is not None:
         spec = dataclasses.replace(spec, window=int(window))
     if name in ("none", "recurrent"):
         return PriorHead(name, params.W0, adapts_belief=name == "recurrent")

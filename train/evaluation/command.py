@@ -34,11 +34,6 @@ def _named_session(rt: Runtime, real_mode: str, planner: dict, **kw) -> Session:
     return Session(rt, real_mode, planner=planner, **kw)
 
 
-def windowed(mode: str, window: int) -> int | None:
-    """`--window` for the modes that adapt on a window (gradient, bayes); None (the artifact's) otherwise."""
-    return window if window > 0 and mode in ("gradient", "bayes") else None
-
-
 def parse_cost(text: str, rt: Runtime) -> dict | None:
     """`--cost`: a JSON object of cost fields, checked against the artifact (a clear error before any work)."""
     if not text:
@@ -77,7 +72,7 @@ class Setup:
         rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
         cost = parse_cost(cfg.cost, rt)
         backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
-                               window=windowed(m, cfg.window)) for m in modes}
+                               window=cfg.window or None) for m in modes}
         return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, backends)
 
 
@@ -94,7 +89,7 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
-        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=windowed(m, cfg.window))
+        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None)
                 for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)

@@ -71,7 +71,7 @@ class EvalConfig:
                                                     "fields, e.g. '{\"r\": [0, 0.001, 0.001, 0.001]}' (default: "
                                                     "the artifact's)"})
     window: int = field(default=0, metadata={"help": "gradient and bayes sessions adapt on this many last transitions "
-                                                     "(0: the artifact's)"})
+                                                     "(0: the artifact's; other modes have no window)"})
     precision: str = field(default="fp32", metadata={
         "help": "rollout graphs to plan with: 'fp32', 'int8' (an artifact exported with --int8), or 'fp32,int8' "
                 "for both side by side (int8 modes are reported as MODE@int8)"})
