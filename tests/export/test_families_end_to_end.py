@@ -17,7 +17,7 @@ from mbmrl.train.trainer import train
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["cartpole", "halfcheetah", "quadrotor"])
+@pytest.mark.parametrize("family", ["cartpole", "halfcheetah", "ant", "quadrotor"])
 def test_family_trains_exports_serves_and_evaluates(family, tmp_path):
     # random cart-pole episodes end after a few dozen steps: a task's episodes are joined to fill segments
     episodes = 8 if family == "cartpole" else 1

@@ -26,6 +26,7 @@ BUILTIN = {
     "cartpole_bang_bang": "mbmrl.train.families.cartpole:cartpole_bang_bang_family",
     "halfcheetah": "mbmrl.train.families.halfcheetah:halfcheetah_family",
     "cripple_halfcheetah": "mbmrl.train.families.halfcheetah:cripple_halfcheetah_family",
+    "ant": "mbmrl.train.families.ant:ant_family",
 }
 
 
