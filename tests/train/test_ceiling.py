@@ -1,0 +1,43 @@
+"""The planner ceiling: the simulator as a `Dynamics` engine predicts exactly what the env does, and costs it as
+the rollout graphs cost predictions."""
+
+import numpy as np
+import pytest
+from mbmrl.runtime.cost import Cost
+from mbmrl.runtime.dynamics import CostTerms
+from mbmrl.train.ceiling import SimulatorDynamics
+from mbmrl.train.families import get_family
+
+
+@pytest.mark.parametrize("name, params", [
+    ("halfcheetah", {"mass_scale": 0.4, "damping_scale": 1.6}),
+    ("cripple_halfcheetah", {"cripple_joint": 4.0}),
+    ("ant", {"mass_scale": 0.5, "damping_scale": 1.0}),
+])
+def test_simulated_rollouts_are_the_envs_own_steps_and_costs(name, params):
+    fam = get_family(name)
+    env = fam.make_env(params, "default")
+    obs, _ = env.reset(seed=0)
+    sim = SimulatorDynamics(fam.make_env(params, "default"), hidden_size=4, feature_dim=4, threads=2)
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 10, env.action_space.shape[0])).astype(np.float32)
+    cost = Cost.from_dict({**fam.default_cost.to_dict(), "reward_weight": 1.0, "terminal_weight": 2.0},
+                          len(obs), actions.shape[-1])
+    terms = CostTerms.build(cost, 10, 4)
+    costs, states = sim.rollout(obs, np.zeros(4), np.zeros((4, 5)), actions, terms)
+    assert costs.shape == (3,) and states.shape == (3, 10, len(obs))
+    base = env.unwrapped  # replay sequence 1 in the env itself, from the same state (x = y = 0)
+    nq = base.model.nq
+    base.set_state(np.concatenate([np.zeros(sim.skip), obs[: nq - sim.skip]]), obs[nq - sim.skip:])
+    stepped = [env.step(a)[:2] for a in actions[1]]
+    true_states = np.array([o for o, _ in stepped])
+    np.testing.assert_allclose(states[1], true_states, atol=1e-5)
+    dev = true_states - terms.target
+    weights = np.r_[np.ones(9), 2.0][:, None]
+    expected = (weights * dev * dev * terms.q).sum() + (actions[1] ** 2 * terms.r).sum() - sum(r for _, r in stepped)
+    # the ant's reward reads the torso's position, the engine the root joint's: equal to ~1e-3 per step
+    assert costs[1] == pytest.approx(expected, rel=1e-4 if name != "ant" else 1e-3)
+
+
+def test_only_mujoco_envs_have_a_simulator_to_plan_with():
+    with pytest.raises(ValueError, match="MuJoCo"):
+        SimulatorDynamics(get_family("pendulum").make_env({"mass": 1.0, "length": 1.0}, "default"), 4, 4)

@@ -1,0 +1,69 @@
+"""The planner's ceiling on a MuJoCo family: MPC episodes planned with the simulator itself as the model.
+
+    python tools/planner_ceiling.py ARTIFACT [--split moderate|default] [--planner horizon=30,iterations=2]
+        [--cost '{"reward_weight": 1}'] [--steps 1000] [--seeds 1] [--max-tasks N] [--json out.json]
+
+The artifact gives the family, the default cost and planner (a session's settings); the sessions plan with
+`mbmrl.train.ceiling.SimulatorDynamics` — every sampled sequence simulated in MuJoCo under the task's own
+physics — so the returns say what this planner reaches with a perfect model. Compare with `mbmrl eval` of the
+same artifact and planner: the gap is the model's, the rest the planner's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from mbmrl.runtime.loader import load
+from mbmrl.runtime.planner import parse_planner
+from mbmrl.runtime.session import Session
+from mbmrl.train.ceiling import ceiling_runtime
+from mbmrl.train.episode import run_episode
+from mbmrl.train.evaluation.evaluate import stepping
+from mbmrl.train.families import get_family
+
+
+def main() -> None:
+    """Fly each task's episodes with a perfect model; print and optionally save the returns."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("artifact")
+    ap.add_argument("--split", default="default", help="'default' (the env's own physics) or a test split name")
+    ap.add_argument("--planner", default="", help="planner overrides, e.g. 'horizon=30,iterations=2'")
+    ap.add_argument("--cost", default="", help="cost overrides as a JSON object, e.g. '{\"reward_weight\": 1}'")
+    ap.add_argument("--steps", type=int, default=0, help="episode length (0: the family's)")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--max-tasks", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    rt = load(args.artifact)
+    family = get_family(rt.manifest.family)
+    tasks = [("default", {})] if args.split == "default" else family.test_tasks(args.split)
+    tasks = tasks[: args.max_tasks or None]
+    planner, cost = parse_planner(args.planner), (json.loads(args.cost) if args.cost else None)
+    steps = args.steps or family.episode_steps
+    rows = []
+    for split, params in tasks:
+        for seed in range(args.seeds):
+            t0 = time.time()
+            env = family.make_env(params, family.eval_start)
+            session = Session(ceiling_runtime(rt, family.make_env(params, family.eval_start), args.threads), "none",
+                              planner=planner, cost=cost, seed=seed)
+            act, observe = stepping(session)
+            ep = run_episode(env, act, steps, seed=seed, observe=observe)
+            rows.append({"split": split, "params": params, "seed": seed, "return": ep.total_reward,
+                         "steps": len(ep.rewards), "seconds": time.time() - t0})
+            print(f"{split} {params} seed {seed}: return {ep.total_reward:.1f} over {len(ep.rewards)} steps "
+                  f"({rows[-1]['seconds']:.0f} s)", flush=True)
+    mean = float(np.mean([r["return"] for r in rows]))
+    print(f"planner ceiling ({session.planner.to_dict()}): mean return {mean:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"artifact": args.artifact, "planner": session.planner.to_dict(), "cost": session.cost.to_dict(),
+                       "rows": rows, "mean_return": mean}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
