@@ -45,6 +45,8 @@ SCHEMAS: dict[str, dict] = {
     "/mbmrl/plan": {"type": "object", "properties": {
         "obs": VEC, "action": VEC, "plan": MAT, "predicted_obs": MAT, "expected_cost": {"type": ["number", "null"]},
         "samples_used": {"type": "integer"}, "plan_ms": {"type": "number"}}},
+    "/mbmrl/reference": {"type": "object", "properties": {  # the session's reference from here on (null: none)
+        "reference": {"type": ["object", "null"]}, "time": {"type": "number"}}},
 }
 
 
@@ -143,6 +145,10 @@ class Recorder:
         self._put("/mbmrl/plan", {"obs": obs, "action": result.action, "plan": result.plan,
                                   "predicted_obs": result.predicted_obs, "expected_cost": result.expected_cost,
                                   "samples_used": result.samples_used, "plan_ms": result.plan_ms})
+
+    def reference(self, reference: dict | None, time_s: float) -> None:
+        """Queue a change of the session's reference trajectory (`Reference.to_dict()`, or None) and its clock."""
+        self._put("/mbmrl/reference", {"reference": reference, "time": time_s})
 
     def close(self, wait: bool = True) -> None:
         """Write the summary and close the current file (after the records queued before)."""

@@ -66,14 +66,15 @@ class Session:
             self.tracking = Tracking(self.tracking.reference)
 
     def set_reference(self, reference: Reference | dict | None, time: float = 0.0) -> None:
-        """Hold a reference trajectory (None: drop it) with its clock at `time` s; every `act` then plans to
-        follow it and advances the clock by one control period. A ValueError if the artifact's family declares
-        no reference layout or the reference is malformed."""
+        """Hold a reference trajectory (None: drop it; recorded) with its clock at `time` s: every `act` then plans
+        to follow it and advances the clock one control period. ValueError: no reference layout, or malformed."""
         ref = Reference.from_dict(reference) if isinstance(reference, dict) else reference
         if (ref is not None and self.rt.reference_layout is None) or not np.isfinite(time):
             raise ValueError("this artifact's family declares no reference layout (which obs entries are position "
                              "and velocity): send cost targets" if np.isfinite(time) else "time must be finite")
         with self.lock:
+            if self.recorder is not None and (ref or self.tracking.reference):  # a change to record
+                self.recorder.reference(None if ref is None else ref.to_dict(), float(time))
             self.tracking = Tracking(ref, float(time), self.tracking.n_acted)
 
     @property
@@ -82,8 +83,7 @@ class Session:
         return self.adapter.head(self.state)
 
     def _initial_plan(self, horizon: int) -> np.ndarray:
-        mid = (self.rt.action_low + self.rt.action_high) / 2
-        return np.tile(mid, (horizon, 1)).astype(np.float32)
+        return np.tile((self.rt.action_low + self.rt.action_high) / 2, (horizon, 1)).astype(np.float32)
 
     def info(self) -> dict:
         """A JSON-able summary of the session."""

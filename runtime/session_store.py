@@ -177,8 +177,11 @@ class SessionStore:
         """With --record: a recorder for this session (its id names the files)."""
         if self.recording is not None:
             m = entry.meta
-            entry.session.recorder = self.recording.recorder(session_id, {
+            entry.session.recorder = rec = self.recording.recorder(session_id, {
                 "mode": m["mode"], "seed": m["seed"], "artifact": {"manifest_sha256": self.artifact_id}})
+            tracking = entry.session.tracking
+            if tracking.reference is not None:  # held since creation (or restored): the recording starts with it
+                rec.reference(tracking.reference.to_dict(), tracking.time)
 
     # ----------------------------------------------------------------- limits
     def _evict(self, session_id: str, entry: Entry) -> None:

@@ -46,7 +46,8 @@ def test_a_served_session_is_recorded_read_and_replayed(tiny_artifact, tmp_path)
     with open(files[0], "rb") as f:
         summary = make_reader(f).get_summary()
     topics = {c.topic: c.message_encoding for c in summary.channels.values()}
-    assert topics == {"/mbmrl/session": "json", "/mbmrl/transition": "json", "/mbmrl/plan": "json"}
+    assert topics == {"/mbmrl/session": "json", "/mbmrl/transition": "json", "/mbmrl/plan": "json",
+                      "/mbmrl/reference": "json"}
     assert {s.encoding for s in summary.schemas.values()} == {"jsonschema"}
     msgs = read_recording(files)
     kinds = [topic for topic, _, _ in msgs]

@@ -170,3 +170,15 @@ def test_the_drone_example_flies_a_served_figure_eight(quad_artifact):
                          cwd=root, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "recurrent over HTTP:" in out and "reference clock" in out  # a 5-iteration model may crash: it says so
     assert "PID baseline: 4." in out  # the PID flies the heavy-payload figure eight within ~4 cm
+
+
+def test_a_recording_holds_the_sessions_reference_changes(quad_artifact, tmp_path):
+    from mbmrl.runtime.recording import Recorder, read_recording
+
+    recorder = Recorder(tmp_path, "drone")
+    sess = Session(load(quad_artifact), "none", seed=0, reference=FIGURE8, recorder=recorder)
+    sess.set_reference(None)
+    sess.set_reference(None)  # no change: nothing recorded
+    recorder.close()
+    changes = [m for topic, _, m in read_recording(sorted(tmp_path.glob("*.mcap"))) if topic == "/mbmrl/reference"]
+    assert changes == [{"reference": FIGURE8.to_dict(), "time": 0.0}, {"reference": None, "time": 0.0}]
