@@ -139,6 +139,9 @@ def test_tracking_eval_flies_every_controller_in_each_wind_and_writes_its_report
     assert (tmp_path / "tracking.png").is_file() and json.loads((tmp_path / "tracking.json").read_text())["rows"]
     with pytest.raises(ValueError, match="no control tasks"):
         run_eval(EvalConfig(artifact=str(quad_artifact), out=str(tmp_path), control_tasks="loop", progress=False))
+    with pytest.raises(ValueError, match="not longer than the 2 s"):
+        run_eval(EvalConfig(artifact=str(quad_artifact), out=str(tmp_path), control_tasks="hover", episode_steps=100,
+                            progress=False))
 
 
 TRACKING_COST = {"r": [0.0, 0.001, 0.001, 0.001], "q": [1, 1, 1, 0.1, 0.1, 0.1] + [0] * 6 + [0.01] * 3}

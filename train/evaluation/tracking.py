@@ -97,6 +97,10 @@ def evaluate_tracking(family: TaskFamily, tasks: list[Params], winds: list[Wind]
     the family's `actuation_needed` (the peak share of the actuators' limit that following the reference exactly
     takes: above 1 no controller can).
     """
+    dt = family.reference.dt if family.reference else 1.0
+    if steps * dt <= settle_s:
+        raise ValueError(f"episodes of {steps} steps last {steps * dt:g} s, not longer than the {settle_s:g} s the "
+                         "error waits for: raise --episode-steps (0: the family's)")
     unknown = [c for c in controllers if c not in backends and c not in family.baselines]
     if unknown:
         raise ValueError(f"unknown controllers {unknown}: modes of the artifact or baselines {list(family.baselines)}")

@@ -87,10 +87,13 @@ def plot_tracking(result: dict, out: Path) -> None:
         ax.set(title=f"wind {row['wind']} m/s", xlabel="x (m)", ylabel="z (m)", aspect="equal")
     axes[0][0].legend(fontsize=7)
     ax = axes[0][-1]
-    for c in result["controllers"]:
-        ax.plot(range(len(rows)), [100 * r["error"][c] for r in rows], marker="o", label=c)
+    errors = {c: np.array([100 * r["error"][c] for r in rows], dtype=float) for c in result["controllers"]}
+    for c, e in errors.items():
+        ax.plot(range(len(rows)), np.where(np.isfinite(e), e, np.nan), marker="o", label=c)  # a crash: no point
+    finite = np.concatenate(list(errors.values()))
     ax.set(xticks=range(len(rows)), xticklabels=[r["wind"] for r in rows], xlabel="wind (m/s)",
-           ylabel="mean position error (cm)", yscale="log", title=_physics(first["params"]))
+           ylabel="mean position error (cm)", title=_physics(first["params"]),
+           yscale="log" if (np.isfinite(finite) & (finite > 0)).any() else "linear")
     ax.legend(fontsize=7)
     fig.suptitle(f"{result['family']} {first['task']}")
     fig.tight_layout()
