@@ -72,6 +72,10 @@ def _plan_body(obs: Any, cost: dict | None, planner: dict | None, transition: di
     return body
 
 
+def _reference_body(reference: Reference | dict | None) -> dict | None:  # a dict is sent as it is
+    return reference.to_dict() if isinstance(reference, Reference) else reference
+
+
 def _act_result(out: dict) -> ActResult:
     """An act or step reply as numpy arrays (a null cost, i.e. non-finite on the server, becomes NaN)."""
     cost = out["expected_cost"]
@@ -180,9 +184,8 @@ class Client:
         window: int | None = None,
     ) -> RemoteSession:
         """Create a session on the server (see `mbmrl.runtime.Session`)."""
-        ref = reference.to_dict() if isinstance(reference, Reference) else reference
-        body = {k: v for k, v in {"mode": mode, "planner": planner, "cost": cost, "seed": seed,
-                                  "task_params": task_params, "reference": ref, "window": window}.items()
+        body = {k: v for k, v in {"mode": mode, "planner": planner, "cost": cost, "seed": seed, "window": window,
+                                  "task_params": task_params, "reference": _reference_body(reference)}.items()
                 if v is not None}
         created = self.request("POST", "/v1/sessions", body)
         return RemoteSession(self, created["session_id"], created["mode"])
@@ -234,8 +237,8 @@ class RemoteSession:
 
     def set_reference(self, reference: Reference | dict | None, time: float = 0.0) -> dict:
         """Hold a reference trajectory (None: drop it), its clock at `time` s; returns the session's info."""
-        ref = reference.to_dict() if isinstance(reference, Reference) else reference
-        return self.client.request("PUT", f"{self._path}/reference", {"reference": ref, "time": time})
+        return self.client.request("PUT", f"{self._path}/reference", {"reference": _reference_body(reference),
+                                                                      "time": time})
 
     def reset(self) -> None:
         """Back to the prior belief and an empty plan."""

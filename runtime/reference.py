@@ -200,6 +200,16 @@ class Tracking:
     time: float = 0.0  # s on the reference's clock: the time of the obs the next plan starts from
     n_acted: int = 0  # plans since reset: the row a session cost's (T, obs_dim) target is read from
 
+    def holding(self, reference: Reference | None, time: float, layout: ReferenceLayout | None) -> Tracking:
+        """This tracking with `reference` held (None: dropped) and its clock at `time` s; a ValueError if the
+        artifact has no reference layout for it or the time is not finite."""
+        if reference is not None and layout is None:
+            raise ValueError("this artifact's family declares no reference layout (which obs entries are position "
+                             "and velocity): send cost targets")
+        if not np.isfinite(time):
+            raise ValueError("time must be finite")
+        return Tracking(reference, float(time), self.n_acted)
+
     def cost_for(self, cost: Cost, horizon: int, layout: ReferenceLayout | None, request_target: bool,
                  time: float | None) -> tuple[Cost, int]:
         """The cost to plan with and the target row to start from, then the clocks advance one step.

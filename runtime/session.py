@@ -69,13 +69,11 @@ class Session:
         """Hold a reference trajectory (None: drop it; recorded) with its clock at `time` s: every `act` then plans
         to follow it and advances the clock one control period. ValueError: no reference layout, or malformed."""
         ref = Reference.from_dict(reference) if isinstance(reference, dict) else reference
-        if (ref is not None and self.rt.reference_layout is None) or not np.isfinite(time):
-            raise ValueError("this artifact's family declares no reference layout (which obs entries are position "
-                             "and velocity): send cost targets" if np.isfinite(time) else "time must be finite")
         with self.lock:
+            tracking = self.tracking.holding(ref, time, self.rt.reference_layout)
             if self.recorder is not None and (ref or self.tracking.reference):  # a change to record
-                self.recorder.reference(None if ref is None else ref.to_dict(), float(time))
-            self.tracking = Tracking(ref, float(time), self.tracking.n_acted)
+                self.recorder.reference(None if ref is None else ref.to_dict(), tracking.time)
+            self.tracking = tracking
 
     @property
     def W(self) -> np.ndarray:

@@ -28,6 +28,7 @@ from .session_disk import Entry, PersistError, SessionDisk
 __all__ = ["PersistError", "SessionStore", "TooManySessions", "UnknownSession"]
 log = logging.getLogger("mbmrl.serve")
 REPLIES = 64  # remembered answers per session (and remembered creates) for idempotent retries
+SNAPSHOT_ROUTES = ("reset", "reference")  # changes the journal does not hold: a full snapshot each
 
 
 class UnknownSession(LookupError):
@@ -126,9 +127,8 @@ class SessionStore:
               transitions: list[dict] | None = None) -> dict:
         """Run `fn(session)` under the session lock and persist the change `route` made; returns fn's answer.
 
-        `route` is "observe" or "step" (journal `transitions`), "reset" or "reference" (snapshot) or another change
-        ("act", and
-        the plan of a "step": written with the next snapshot). If `fn` raises or the change can't be saved
+        `route` is "observe" or "step" (journal `transitions`), one of SNAPSHOT_ROUTES (snapshot) or another change
+        ("act", and the plan of a "step": written with the next snapshot). If `fn` raises or the change can't be saved
         (PersistError), the session's state is put back as it was. An answer given before for the same
         (route, idempotency `key`) is returned again without running `fn`.
         """
@@ -144,12 +144,12 @@ class SessionStore:
                 out = fn(s)
                 if self.disk and route in ("observe", "step") and transitions:
                     self.disk.journal(session_id, entry, transitions)
-                elif self.disk and route in ("reset", "reference"):
+                elif self.disk and route in SNAPSHOT_ROUTES:
                     self.disk.snapshot(session_id, entry)
             except BaseException:
                 s.load_state_dict(before)
                 raise
-            entry.dirty = entry.dirty or route not in ("observe", "reset", "reference")
+            entry.dirty = entry.dirty or not (route == "observe" or route in SNAPSHOT_ROUTES)
             if key is not None:
                 entry.replies[(route, key)] = out
                 while len(entry.replies) > REPLIES:

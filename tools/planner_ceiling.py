@@ -48,9 +48,8 @@ def main() -> None:
     for split, params in tasks:
         for seed in range(args.seeds):
             t0 = time.time()
-            env = family.make_env(params, family.eval_start)
-            session = Session(ceiling_runtime(rt, family.make_env(params, family.eval_start), args.threads), "none",
-                              planner=planner, cost=cost, seed=seed)
+            env = family.make_env(params, family.eval_start)  # the simulator reads its model, with its own data
+            session = Session(ceiling_runtime(rt, env, args.threads), "none", planner=planner, cost=cost, seed=seed)
             act, observe = stepping(session)
             ep = run_episode(env, act, steps, seed=seed, observe=observe)
             rows.append({"split": split, "params": params, "seed": seed, "return": ep.total_reward,

@@ -70,7 +70,7 @@ def position_error(infos: list[dict], dt: float, settle_s: float, steps: int) ->
 
 
 def fly(family: TaskFamily, params: Params, wind: Wind, task: str, controller: str, new_session: NewSession | None,
-        seed: int, steps: int, settle_s: float) -> dict:
+        seed: int, steps: int, settle_s: float, dt: float) -> dict:
     """One episode of `controller` (a mode, or one of the family's baselines) on one task and wind."""
     ref = family.control_tasks[task]
     physics = {**params, "wind_x": wind.speed, "wind_y": 0.0}
@@ -84,7 +84,6 @@ def fly(family: TaskFamily, params: Params, wind: Wind, task: str, controller: s
         ep = run_episode(env, act, steps, seed=seed, observe=observe)
         close(sess)
     env.close()
-    dt = family.reference.dt if family.reference else 1.0
     return {"error": position_error(ep.infos, dt, settle_s, steps), "path": ep.next_obs[:, :3].tolist()}
 
 
@@ -97,7 +96,9 @@ def evaluate_tracking(family: TaskFamily, tasks: list[Params], winds: list[Wind]
     the family's `actuation_needed` (the peak share of the actuators' limit that following the reference exactly
     takes: above 1 no controller can).
     """
-    dt = family.reference.dt if family.reference else 1.0
+    if family.reference is None:
+        raise ValueError(f"family {family.name!r} declares no reference layout: it has nothing to track")
+    dt = family.reference.dt  # s per control step
     if steps * dt <= settle_s:
         raise ValueError(f"episodes of {steps} steps last {steps * dt:g} s, not longer than the {settle_s:g} s the "
                          "error waits for: raise --episode-steps (0: the family's)")
@@ -114,7 +115,7 @@ def evaluate_tracking(family: TaskFamily, tasks: list[Params], winds: list[Wind]
                                "actuation_needed": need(tasks[ti], family.control_tasks[task], wind.speed, wind.gust)
                                if need else None}
         for c in controllers:
-            runs = [fly(family, tasks[ti], wind, task, c, backends.get(c), seed, steps, settle_s)
+            runs = [fly(family, tasks[ti], wind, task, c, backends.get(c), seed, steps, settle_s, dt)
                     for seed in range(seeds)]
             row["errors"][c] = [r["error"] for r in runs]
             row["error"][c] = float(np.mean(row["errors"][c]))
@@ -123,7 +124,6 @@ def evaluate_tracking(family: TaskFamily, tasks: list[Params], winds: list[Wind]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         rows = list(tqdm(pool.map(run_cell, cells), total=len(cells), desc="tracking", disable=not progress))
-    refs = {t: family.control_tasks[t].at(np.arange(1, steps + 1) * (family.reference.dt if family.reference
-                                                                     else 1.0))[0].tolist() for t in control_tasks}
+    refs = {t: family.control_tasks[t].at(np.arange(1, steps + 1) * dt)[0].tolist() for t in control_tasks}
     return {"family": family.name, "controllers": controllers, "settle_s": settle_s, "seeds": seeds, "steps": steps,
             "rows": rows, "references": refs}
