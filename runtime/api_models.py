@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailF
 from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from .api_guard import GuardInfo, GuardPatch
 from .api_reference import ReferenceBody
 from .api_types import F32, F32_MAX, Strict, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
 from .normalization import Normalization
@@ -119,6 +120,7 @@ class SessionInfo(BaseModel):
     reference: dict[str, Any] | None = Field(None, description="the held reference trajectory (a points reference: "
                                              "its extent), or null")
     reference_time: float = Field(0.0, description="s on the reference's clock of the next act/step")
+    guard: GuardInfo | None = Field(None, description="the adaptation guard (null: none; modes none and oracle)")
 
 
 class Observed(BaseModel):
@@ -141,13 +143,15 @@ class Acted(BaseModel):
     samples_used: int = Field(0, description="sequences sampled per iteration (below planner.samples under a "
                                              "deadline)")
     plan_ms: float = Field(0.0, description="wall time of the plan on the server, ms")
+    guard: GuardInfo | None = Field(None, description="the model this plan used and the guard's running errors "
+                                    "(null: no guard)")
 
 
 def acted(r: ActResult) -> dict:
     """The JSON of an act result (the `Acted` schema)."""
     return {"action": r.action.tolist(), "plan": r.plan.tolist(), "predicted_obs": r.predicted_obs.tolist(),
             "expected_cost": r.expected_cost, "fallback": r.fallback, "samples_used": r.samples_used,
-            "plan_ms": r.plan_ms}
+            "plan_ms": r.plan_ms, "guard": r.guard}
 
 
 class Stepped(Acted):
@@ -251,6 +255,9 @@ def build_request_models(
         window: integer(1, 4096) | None = Field(None, description="gradient and bayes modes: adapt on this many "  # type: ignore[valid-type]
                                                 "last transitions (null: the artifact's; modes without a window "
                                                 "have none to change: their info says window null)")
+        guard: bool | GuardPatch | None = Field(None, description="adaptive modes: plan with the adapted model "
+                                                "only while it predicts better than the prior (null or true: on, "
+                                                "default settings; false: off; an object: settings)")
 
     if references:  # only where the family says which obs entries a reference feeds
         class CreateTrackingSession(CreateSession):

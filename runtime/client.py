@@ -30,9 +30,7 @@ from .types import ActResult, jsonable
 from .ws import WebSocket, WebSocketClosed
 
 # the server may close an idle keep-alive connection; these mean "reconnect and send again"
-_STALE = (
-    http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError, ConnectionResetError
-)
+_STALE = (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError, ConnectionResetError)
 
 
 class ApiError(Exception):
@@ -87,6 +85,7 @@ def _act_result(out: dict) -> ActResult:
         fallback=bool(out.get("fallback", False)),  # the server kept its last finite plan
         samples_used=int(out.get("samples_used", 0)),
         plan_ms=float(out.get("plan_ms", 0.0)),
+        guard=out.get("guard"),  # the model the plan used and the guard's running errors
     )
 
 
@@ -182,11 +181,12 @@ class Client:
         task_params: dict | None = None,
         reference: Reference | dict | None = None,
         window: int | None = None,
+        guard: bool | dict | None = None,
     ) -> RemoteSession:
         """Create a session on the server (see `mbmrl.runtime.Session`)."""
-        body = {k: v for k, v in {"mode": mode, "planner": planner, "cost": cost, "seed": seed, "window": window,
-                                  "task_params": task_params, "reference": _reference_body(reference)}.items()
-                if v is not None}
+        body = {"mode": mode, "planner": planner, "cost": cost, "seed": seed, "window": window, "guard": guard,
+                "task_params": task_params, "reference": _reference_body(reference)}
+        body = {k: v for k, v in body.items() if v is not None}
         created = self.request("POST", "/v1/sessions", body)
         return RemoteSession(self, created["session_id"], created["mode"])
 

@@ -4,8 +4,8 @@ One file series per session (`DIR/SESSION-0000.mcap`, `-0001`, ... rotated at a 
 messages on JSON-schema channels, so Foxglove and the `mcap` CLI read them as they are:
 
 - `/mbmrl/transition`: obs, action, next_obs, reward, the surprise the session reported, n_observed;
-- `/mbmrl/plan`: the obs planned from, the action, plan, predicted states, expected cost, samples used and
-  plan time;
+- `/mbmrl/plan`: the obs planned from, the action, plan, predicted states, expected cost, samples used,
+  plan time and the adaptation guard's state (the model planned with, both predictors' running errors);
 - `/mbmrl/session`: the session's mode, seed and artifact once at the start of every file.
 
 Writing never blocks the control path: a call only puts the record on a queue; one background thread
@@ -44,7 +44,8 @@ SCHEMAS: dict[str, dict] = {
         "surprise": {"type": "number"}, "n_observed": {"type": "integer"}}},
     "/mbmrl/plan": {"type": "object", "properties": {
         "obs": VEC, "action": VEC, "plan": MAT, "predicted_obs": MAT, "expected_cost": {"type": ["number", "null"]},
-        "samples_used": {"type": "integer"}, "plan_ms": {"type": "number"}}},
+        "samples_used": {"type": "integer"}, "plan_ms": {"type": "number"},
+        "guard": {"type": ["object", "null"]}}},  # the model planned with and the running errors (`guard_report`)
     "/mbmrl/reference": {"type": "object", "properties": {  # the session's reference from here on (null: none)
         "reference": {"type": ["object", "null"]}, "time": {"type": "number"}}},
 }
@@ -144,7 +145,8 @@ class Recorder:
         """Queue one act/step answer (an `ActResult`) and the observation it planned from."""
         self._put("/mbmrl/plan", {"obs": obs, "action": result.action, "plan": result.plan,
                                   "predicted_obs": result.predicted_obs, "expected_cost": result.expected_cost,
-                                  "samples_used": result.samples_used, "plan_ms": result.plan_ms})
+                                  "samples_used": result.samples_used, "plan_ms": result.plan_ms,
+                                  "guard": result.guard})
 
     def reference(self, reference: dict | None, time_s: float) -> None:
         """Queue a change of the session's reference trajectory (`Reference.to_dict()`, or None) and its clock."""

@@ -1,8 +1,9 @@
 """`Session`: one robot's adaptation state and its plan, over any `Dynamics` engine.
 
 `observe` folds transitions into the belief (h, and the mode's head state) and reports surprise; `act`
-plans with MPPI/CEM under the adapted model; `predict` rolls the adapted model open-loop. What differs
-between adaptation modes lives in the mode objects (`mbmrl.runtime.modes`), not here.
+plans with MPPI/CEM under the adapted model; `predict` rolls it open-loop. While the adaptation guard
+(`mbmrl.runtime.guard`) finds the adapted model predicting worse than the prior (h0, W0), both use the prior.
+What differs between adaptation modes lives in the mode objects (`mbmrl.runtime.modes`), not here.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import numpy as np
 from .cost import Cost
 from .deadline import RolloutTimer
 from .dynamics import CostTerms
+from .guard import GuardConfig, fold_guard, guard_arrays, guard_report, guard_settings, init_guard, load_guard
 from .model import Runtime
 from .modes import make_mode
 from .planner import PlannerConfig, plan_with_weights, shift_plan
 from .recording import Recorder
 from .reference import Reference, Tracking
 from .types import ActResult, PlanningError
-from .validation import all_finite, as_vector, check_scale
+from .validation import all_finite, as_vector, check_scale, parse_transition
 
 GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
 clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
@@ -35,11 +37,12 @@ class Session:
     def __init__(self, rt: Runtime, mode: str | None = None, planner: PlannerConfig | dict | None = None,
                  cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None,
                  recorder: Recorder | None = None, reference: Reference | dict | None = None,
-                 window: int | None = None):
+                 window: int | None = None, guard: GuardConfig | dict | bool | None = None):
         self.rt = rt
         self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
         self.adapter = make_mode(self.mode, rt.manifest, rt.params, window)  # window None: the artifact's
+        self.guard_config = guard_settings(guard, self.adapter)  # None: no guard (plans with the adapted model)
         base = rt.default_planner
         self.planner = base.replace(**planner) if isinstance(planner, dict) else (planner or base)
         self.planner.validate()
@@ -61,6 +64,7 @@ class Session:
             self.rng = np.random.default_rng(self.seed)
             self.h = self.adapter.initial_belief(self.rt.h0, self.task_params)  # (hidden,)
             self.state = self.adapter.init()
+            self.guard = init_guard(self.rt.obs_dim)
             self.n_observed = 0
             self.plan = self._initial_plan(self.planner.horizon)
             self.tracking = Tracking(self.tracking.reference)
@@ -80,6 +84,13 @@ class Session:
         """The adapted head (D, P)."""
         return self.adapter.head(self.state)
 
+    def _model(self, steps: int = 0) -> tuple[np.ndarray, np.ndarray, object]:
+        """The belief h (hidden,), head W (D, P) (float32) and head state that plans (and predictions of `steps`)
+        use: the adapted ones, or the prior (h0, W0) while the guard holds the session on it."""
+        if self.guard_config is not None and not bool(self.guard.adapted_one if steps == 1 else self.guard.adapted):
+            return self.rt.h0.astype(np.float32), self.rt.W0.astype(np.float32), self.adapter.init()
+        return self.h.astype(np.float32), self.W.astype(np.float32), self.state
+
     def _initial_plan(self, horizon: int) -> np.ndarray:
         return np.tile((self.rt.action_low + self.rt.action_high) / 2, (horizon, 1)).astype(np.float32)
 
@@ -96,25 +107,10 @@ class Session:
                 "window": getattr(self.adapter, "window", None),
                 "reference": None if self.tracking.reference is None else self.tracking.reference.summary(),
                 "reference_time": self.tracking.time,
+                "guard": guard_report(self.guard, self.guard_config),
             }
 
     # ----------------------------------------------------------------- adaptation
-    def _transition(self, obs, action, next_obs, reward, where: str = "") -> tuple:
-        """Validated (obs, action, next_obs, reward or None, normalized target y) of one transition."""
-        rt = self.rt
-        obs = as_vector(obs, rt.obs_dim, f"{where}obs")
-        action = np.clip(as_vector(action, rt.action_dim, f"{where}action"), rt.action_low, rt.action_high)
-        next_obs = as_vector(next_obs, rt.obs_dim, f"{where}next_obs")
-        r = np.float32(0.0 if reward is None else reward)
-        if not np.isfinite(r):
-            raise ValueError(f"{where}reward must be finite")
-        check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, f"{where}obs")
-        y = rt.norm.normalize_target((next_obs - obs)[None], np.array([r]))[0]  # (P,)
-        check_scale(y[: rt.obs_dim], 0.0, 1.0, f"{where}next_obs - obs (normalized)")
-        if reward is not None:
-            check_scale(y[rt.obs_dim :], 0.0, 1.0, f"{where}reward (normalized)")
-        return obs, action, next_obs, (None if reward is None else r), y
-
     def _fold(self, obs, action, next_obs, reward, y) -> float:
         """Fold one validated transition (call with the lock held); returns its surprise."""
         rt = self.rt
@@ -125,6 +121,9 @@ class Session:
         if reward is None:  # unknown reward: use the model's own prediction, not a zero
             y[rt.obs_dim] = pred[rt.obs_dim]
             r = np.float32(rt.norm.reward(pred[None])[0])
+        if self.guard_config is not None:  # score both predictors on it before the belief moves
+            self.guard = fold_guard(self.guard_config, self.guard, obs, action, next_obs, self.h, self.W, rt.h0,
+                                    rt.W0, rt.dynamics.features, rt.norm.next_obs, rt.norm.delta_std)
         if self.adapter.adapts_belief:
             self.h = rt.dynamics.encoder_step(self.h[None], obs[None], action[None], next_obs[None],
                                               np.array([[r]], dtype=np.float32))[0]
@@ -143,14 +142,14 @@ class Session:
         the session is put back as it was. Either way a ValueError names what was wrong.
         """
         where = (lambda i: f"transitions[{i}].") if len(transitions) > 1 else (lambda i: "")  # noqa: E731
-        parsed = [self._transition(t["obs"], t["action"], t["next_obs"], t.get("reward"), where(i))
+        parsed = [parse_transition(self.rt, t["obs"], t["action"], t["next_obs"], t.get("reward"), where(i))
                   for i, t in enumerate(transitions)]
         with self.lock:
-            before = (self.h, self.state, self.n_observed)
+            before = (self.h, self.state, self.n_observed, self.guard)
             surprises = [self._fold(*p) for p in parsed]
             state = [getattr(self.state, f.name) for f in dataclasses.fields(self.state)]
             if not all_finite(self.h, *state, surprises):
-                self.h, self.state, self.n_observed = before
+                self.h, self.state, self.n_observed, self.guard = before
                 raise ValueError("these transitions drive the model's belief to non-finite values; the session "
                                  "is unchanged (check units and sensors)")
             if self.recorder is not None:
@@ -175,8 +174,8 @@ class Session:
             c, start = self.tracking.cost_for(self.cost.merged(cost, rt.obs_dim, rt.action_dim), cfg.horizon,
                                               rt.reference_layout, bool(cost and cost.get("target") is not None),
                                               time)
-            W, h = self.W.astype(np.float32), self.h.astype(np.float32)
-            risk = self.adapter.risk(self.state) if c.uncertainty_weight > 0 else None
+            h, W, head = self._model()  # (hidden,), (D, P)
+            risk = self.adapter.risk(head) if c.uncertainty_weight > 0 else None
             terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start)
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
             t0 = clock()
@@ -221,7 +220,8 @@ class Session:
         """Keep `plan_` (shifted) for the next warm start; the act result (call with the lock held)."""
         self.plan = shift_plan(plan_)
         result = ActResult(plan_[0].copy(), plan_, states, cost, fallback=fallback, samples_used=samples,
-                           plan_ms=(clock() - t0) * 1e3)
+                           plan_ms=(clock() - t0) * 1e3,
+                           guard=guard_report(self.guard, self.guard_config))
         if self.recorder is not None:
             self.recorder.plan(obs, result)
         return result
@@ -255,14 +255,14 @@ class Session:
             raise ValueError("actions must be finite")
         actions = np.clip(actions, rt.action_low, rt.action_high)
         with self.lock:
-            W, h = self.W.astype(np.float32), self.h[None].astype(np.float32)
+            h, W, head = self._model(len(actions))  # (hidden,), (D, P)
             out, var = [], []
             x = obs[None]  # (1, O)
             for a in actions:
-                phi = rt.dynamics.features(x, a[None], h)  # (1, D)
+                phi = rt.dynamics.features(x, a[None], h[None])  # (1, D)
                 x = rt.norm.next_obs(x, phi @ W)
                 out.append(x[0])
-                v = self._variance(phi)
+                v = self._variance(phi, head)
                 if v is not None:
                     var.append(v[0, : rt.obs_dim] * rt.norm.delta_std**2)
             pred, variance = np.stack(out), (np.stack(var) if var else None)
@@ -270,9 +270,9 @@ class Session:
                 raise PlanningError("the model predicts non-finite states for these actions; reset the session")
             return pred, variance
 
-    def _variance(self, phi: np.ndarray) -> np.ndarray | None:
-        """Predictive variance (B, P), normalized units: the mode's, else the Gaussian head's, else None."""
-        v = self.adapter.variance(self.state, phi)
+    def _variance(self, phi: np.ndarray, head: object) -> np.ndarray | None:
+        """Predictive variance (B, P), normalized units: the mode's (head state), else the Gaussian head's."""
+        v = self.adapter.variance(head, phi)
         if v is None and self.rt.params.V is not None:
             v = np.exp(np.clip(phi @ self.rt.params.V, *GAUSSIAN_LOGVAR_RANGE))
         return v
@@ -285,7 +285,7 @@ class Session:
             head = {f"head.{f.name}": np.asarray(getattr(self.state, f.name)) for f in dataclasses.fields(self.state)}
             return {"h": self.h, "plan": self.plan, "n_observed": np.array(self.n_observed),
                     "rng": np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8),
-                    **self.tracking.arrays(), **head}
+                    **self.tracking.arrays(), **guard_arrays(self.guard), **head}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` saved (a KeyError names a missing array)."""
@@ -296,3 +296,5 @@ class Session:
             self.n_observed = int(state["n_observed"])
             self.rng.bit_generator.state = json.loads(bytes(state["rng"]).decode())
             self.tracking = self.tracking.load(state)
+            self.guard = load_guard(state, self.rt.obs_dim)
+

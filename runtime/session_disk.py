@@ -171,7 +171,8 @@ class SessionDisk:
         if meta.get("artifact") != self.artifact_id:
             raise ValueError("it was saved with a different artifact (manifest.json differs)")
         session = Session(self.rt, meta["mode"], planner=meta["planner"], cost=meta["cost"],
-                          seed=meta["seed"], task_params=meta["task_params"], window=meta.get("window"))
+                          seed=meta["seed"], task_params=meta["task_params"], window=meta.get("window"),
+                          guard=meta.get("guard"))
         session.load_state_dict(arrays)
         entry = Entry(session, {**meta, "generation": int(meta.get("generation", 0))})
         path = self.path(session_id, ".journal")

@@ -26,6 +26,9 @@ class ActResult:
     """Action sequences sampled per iteration (fewer than planner.samples when a deadline asked for it)."""
     plan_ms: float = 0.0
     """Wall time of the plan (sampling iterations and the plan's states), in milliseconds."""
+    guard: dict | None = None
+    """The adaptation guard: the model planned with ('adapted' or 'prior') and the running errors of both
+    (`mbmrl.runtime.guard.guard_report`); None for a session without a guard."""
 
 
 class PlanningError(RuntimeError):

@@ -3,9 +3,12 @@ a sane distance of the training data."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .model import Runtime
 
 MAX_STDS = 1e4  # an input this many training standard deviations away is a units or sensor error, not a state
 
@@ -34,3 +37,20 @@ def check_scale(x: np.ndarray, mean: np.ndarray | float, std: np.ndarray | float
 def all_finite(*arrays: Any) -> bool:
     """Every entry of every array (or number) is finite."""
     return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
+
+
+def parse_transition(rt: Runtime, obs: Any, action: Any, next_obs: Any, reward: Any, where: str = "") -> tuple:
+    """Validated (obs, action clipped to its bounds, next_obs, reward or None, normalized head target y (P,)) of
+    one transition; a ValueError names the field (prefixed by `where`)."""
+    obs = as_vector(obs, rt.obs_dim, f"{where}obs")
+    action = np.clip(as_vector(action, rt.action_dim, f"{where}action"), rt.action_low, rt.action_high)
+    next_obs = as_vector(next_obs, rt.obs_dim, f"{where}next_obs")
+    r = np.float32(0.0 if reward is None else reward)
+    if not np.isfinite(r):
+        raise ValueError(f"{where}reward must be finite")
+    check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, f"{where}obs")
+    y = rt.norm.normalize_target((next_obs - obs)[None], np.array([r]))[0]  # (P,)
+    check_scale(y[: rt.obs_dim], 0.0, 1.0, f"{where}next_obs - obs (normalized)")
+    if reward is not None:
+        check_scale(y[rt.obs_dim :], 0.0, 1.0, f"{where}reward (normalized)")
+    return obs, action, next_obs, (None if reward is None else r), y

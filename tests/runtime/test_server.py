@@ -242,6 +242,10 @@ def test_bad_input_is_422_naming_the_field(server, sid, route, body, field, expe
     ({"cost": {"uncertainty_weight": -1}}, "uncertainty_weight"),
     ({"task_params": {"mass": "heavy"}}, "mass"),
     ({"bogus": True}, "bogus"),
+    ({"guard": {"hysteresis": 1}}, "hysteresis"),
+    ({"guard": {"horizon": 0}}, "horizon"),
+    ({"guard": {"enter": 0.5}}, "enter"),
+    ({"guard": "yes"}, "guard"),
 ])
 def test_bad_session_settings_are_422(server, body, field):
     status, out = server.call("POST", "/v1/sessions", body)

@@ -82,7 +82,7 @@ def test_predict_rolls_open_loop_and_bayes_gives_a_variance(rt):
     s = Session(rt, "recurrent")
     pred, var = s.predict(OBS, np.zeros((4, 1)))
     assert pred.shape == (4, 3) and var is None
-    b = Session(rt, "bayes")
+    b = Session(rt, "bayes", guard=False)  # the adapted posterior itself (a guard may predict with the prior)
     pred, var = b.predict(OBS, np.zeros((4, 1)))
     assert var.shape == (4, 3) and (var > 0).all()
     rng = np.random.default_rng(2)
@@ -165,7 +165,7 @@ def test_bayes_learns_the_noise_scale_online_and_restores_it(rt):
     """Transitions the model cannot explain widen the predictive interval; the estimate survives a restore."""
     assert rt.manifest.modes["bayes"].noise_prior > 1  # the tiny run trains with the default noise prior
     rng = np.random.default_rng(3)
-    calm, wild = Session(rt, "bayes"), Session(rt, "bayes")
+    calm, wild = Session(rt, "bayes", guard=False), Session(rt, "bayes", guard=False)  # the posteriors themselves
     for _ in range(12):
         obs, act, nxt = _transition(rng)
         calm.observe(obs, act, nxt, -1.0)
@@ -174,7 +174,7 @@ def test_bayes_learns_the_noise_scale_online_and_restores_it(rt):
     _, v_calm = calm.predict(OBS, np.zeros((1, 1)))
     _, v_wild = wild.predict(OBS, np.zeros((1, 1)))
     assert (v_wild > 3 * v_calm).all()
-    restored = Session(rt, "bayes")
+    restored = Session(rt, "bayes", guard=False)
     restored.load_state_dict(wild.state_dict())
     np.testing.assert_array_equal(restored.predict(OBS, np.zeros((1, 1)))[1], v_wild)
 

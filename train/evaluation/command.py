@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from mbmrl.runtime.guard import GuardConfig
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.planner import parse_planner
@@ -32,6 +33,23 @@ def _named_session(rt: Runtime, real_mode: str, planner: dict, **kw) -> Session:
     """A session of `real_mode` whatever label the evaluation passes as its mode (e.g. 'bayes@int8')."""
     kw.pop("mode", None)
     return Session(rt, real_mode, planner=planner, **kw)
+
+
+def parse_guard(text: str) -> tuple[dict | bool | None, bool]:
+    """`--guard`: (the guard argument of every session, whether to add MODE@unguarded twins)."""
+    text = text.strip()
+    if text in ("on", "both", ""):
+        return None, text == "both"
+    if text == "off":
+        return False, False
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--guard must be 'on', 'off', 'both' or a JSON object of guard settings, got {text!r}")
+    GuardConfig.from_dict(settings)  # a clear error before any work
+    return settings, False
 
 
 def parse_cost(text: str, rt: Runtime) -> dict | None:
@@ -71,8 +89,14 @@ class Setup:
         planner = parse_planner(cfg.planner)
         rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
         cost = parse_cost(cfg.cost, rt)
+        guard, twins = parse_guard(cfg.guard)
         backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
-                               window=cfg.window or None) for m in modes}
+                               window=cfg.window or None, guard=guard) for m in modes}
+        if twins:  # the same adaptive modes without a guard, side by side
+            adaptive = [m for m in modes if m in rt.modes and m not in ("none", "oracle")]
+            backends.update({f"{m}@unguarded": partial(_named_session, rt, m, planner, cost=cost,
+                                                       window=cfg.window or None, guard=False) for m in adaptive})
+            modes = list(backends)
         return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, backends)
 
 
@@ -89,7 +113,8 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
-        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None)
+        int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None,
+                                     guard=parse_guard(cfg.guard)[0])
                 for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)

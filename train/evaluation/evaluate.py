@@ -116,14 +116,17 @@ def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], 
                 sess = new_session(mode=mode, seed=0, task_params=task_params)
                 for c in range(t - m, t):
                     sess.observe(ep["obs"][c], ep["actions"][c], ep["next_obs"][c], float(ep["rewards"][c]))
-                pred, var = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
+                # a one-step prediction, then an H-step one (a guarded session may pick its model by the length)
+                one, var = sess.predict(ep["obs"][t], ep["actions"][t : t + 1])
+                pred, _ = sess.predict(ep["obs"][t], ep["actions"][t : t + horizon])
                 if var is not None:  # is each true one-step delta inside the 95% interval?
-                    inside = np.abs(pred[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
+                    inside = np.abs(one[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
                     errs["coverage95"][m].append(float(inside.mean()))
                 err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
-                errs["one_step"][m].append(float(np.mean(err[0] ** 2)))
+                err1 = (one[0] - ep["next_obs"][t]) / delta_std  # (obs_dim,)
+                errs["one_step"][m].append(float(np.mean(err1**2)))
                 errs["h_step"][m].append(float(np.mean(err**2)))
-                errs["one_step_nmse"][m].append(float(np.mean(err[0] ** 2 / task_var)))
+                errs["one_step_nmse"][m].append(float(np.mean(err1**2 / task_var)))
                 errs["h_step_nmse"][m].append(float(np.mean(err**2 / task_var)))
                 close(sess)
     return {m: {k: mean_or_none(errs[k][m]) for k in errs if k in ERROR_KEYS or errs[k][m]} for m in contexts}

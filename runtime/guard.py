@@ -1,0 +1,191 @@
+"""The adaptation guard: a session plans with its adapted model only while that model predicts better.
+
+Every observed transition is scored under two predictors: the adapted one (the session's h and head W) and
+the prior (h0, W0: mode `none`). The score is the model's own open-loop prediction of what then happened:
+each step starts a track at the observed state with the current belief, and every track moves one step per
+observed transition under the executed action; a track's error at age k is the k-step open-loop error of the
+model the session would have planned with k steps ago. `multi` is the mean over ages 1..horizon and `one`
+the age-1 (one-step) error, both in the surprise's units ((error / delta_std)^2, averaged over obs dims)
+and both forgetting (exponential moving averages). A session plans (and predicts more than one step) with
+the adapted model while both ratios adapted / prior, one-step and multi-step, stay under `leave`, and returns
+to it only once they are under `enter` = leave x (1 - hysteresis), so it does not chatter; a one-step
+prediction uses the adapted model under the same rule on the one-step ratio alone (a model can predict the
+next step better and still drift further over a plan's horizon: the planner needs the second). A guard
+starts on the prior: a belief must earn trust before the planner acts on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from .modes import Mode, NoState
+
+ERR_CAP = 1e4  # a track that diverged scores at most this (surprise units): finite, and clearly bad
+
+Features = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # obs (B,O), action (B,A), h (B,H) -> (B,D)
+NextObs = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs (B,O), head output (B,P) -> next obs (B,O)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """When a session trusts its adapted model (the defaults were chosen by `mbmrl eval --guard`; docs/guard.md)."""
+
+    horizon: int = 10
+    """Open-loop steps of each scoring track (the multi-step error covers ages 1..horizon)."""
+    forget: float = 0.95
+    """Weight of the past in the running errors per transition (0.95: about the last 20 transitions)."""
+    leave: float = 1.0
+    """Fall back to the prior once the adapted model's running error is above this fraction of the prior's."""
+    hysteresis: float = 0.2
+    """Switch (back) to the adapted model only below `enter` = leave x (1 - hysteresis) of the prior's error."""
+    min_observed: int = 4
+    """Transitions scored before the adapted model may be used."""
+
+    def validate(self) -> None:
+        """ValueError naming the first setting out of range."""
+        if not 1 <= self.horizon <= 64:
+            raise ValueError(f"guard.horizon must be in [1, 64], got {self.horizon}")
+        if not 0.0 <= self.forget < 1.0:
+            raise ValueError(f"guard.forget must be in [0, 1), got {self.forget}")
+        if not 0.0 < self.leave <= 100.0:
+            raise ValueError(f"guard.leave must be in (0, 100], got {self.leave}")
+        if not 0.0 <= self.hysteresis < 1.0:
+            raise ValueError(f"guard.hysteresis must be in [0, 1), got {self.hysteresis}")
+        if self.min_observed < 0:
+            raise ValueError(f"guard.min_observed must be >= 0, got {self.min_observed}")
+
+    @property
+    def enter(self) -> float:
+        """The error ratio under which the adapted model is (re)admitted."""
+        return self.leave * (1.0 - self.hysteresis)
+
+    def to_dict(self) -> dict:
+        """As a JSON object (the shape `from_dict` reads)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GuardConfig:
+        """From a JSON object; unknown fields are an error."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"guard: unknown fields {sorted(unknown)}; expected {[f.name for f in fields(cls)]}")
+        cfg = replace(cls(), **d)
+        cfg.validate()
+        return cfg
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """Running errors, open tracks and the current choice (arrays, so a session's state_dict holds them)."""
+
+    errors: np.ndarray  # (4,) running [one_adapted, one_prior, multi_adapted, multi_prior] (nan: none yet)
+    scored: np.ndarray  # () transitions scored
+    adapted: np.ndarray  # () bool: planning (and predicting more than one step) with the adapted model now
+    adapted_one: np.ndarray  # () bool: predicting one step with the adapted model now
+    switches: np.ndarray  # () times the choice changed
+    x: np.ndarray  # (2, k, O) tracks' predicted states, [adapted, prior], newest first
+    h: np.ndarray  # (k, hidden) the adapted belief each adapted track started with
+    W: np.ndarray  # (k, D, P) the adapted head each adapted track started with
+    last: np.ndarray  # (O,) the next_obs of the last scored transition (tracks continue only from it)
+
+
+def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode) -> GuardConfig | None:
+    """A session's guard settings: on by default for every mode that adapts (its belief or its head), never for
+    `none` and `oracle` (nothing to fall back from); `False` turns it off, a dict changes settings."""
+    if guard is False or not (mode.adapts_belief or mode.state_type is not NoState):
+        return None
+    cfg = GuardConfig.from_dict(guard) if isinstance(guard, dict) else (
+        guard if isinstance(guard, GuardConfig) else GuardConfig())
+    cfg.validate()
+    return cfg
+
+
+def init_guard(obs_dim: int) -> GuardState:
+    """No evidence yet: planning on the prior."""
+    nan = np.full(4, np.nan)
+    return GuardState(nan, np.array(0), np.array(False), np.array(False), np.array(0),
+                      np.zeros((2, 0, obs_dim), np.float32),
+                      np.zeros((0, 0), np.float32), np.zeros((0, 0, 0), np.float32), np.full(obs_dim, np.nan))
+
+
+def _ema(old: float, new: float, forget: float) -> float:
+    return new if np.isnan(old) else forget * old + (1.0 - forget) * new
+
+
+def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
+               h: np.ndarray, W: np.ndarray, h0: np.ndarray, W0: np.ndarray, features: Features, next_state: NextObs,
+               delta_std: np.ndarray) -> GuardState:
+    """Score one transition (obs -> next_obs under action) with both predictors and update the choice.
+
+    `h`, `W` are the adapted belief and head *before* this transition (what the session planned with)."""
+    continues = g.x.shape[1] > 0 and bool(np.allclose(obs, g.last, rtol=1e-5, atol=1e-6))
+    k_old = g.x.shape[1] if continues else 0
+    # open tracks (newest first), plus a new one per predictor starting at obs with the current beliefs
+    def newest_first(now: np.ndarray, old: np.ndarray) -> np.ndarray:
+        return np.concatenate([now[None], old[:k_old]]).astype(np.float32) if k_old else now[None].astype(np.float32)
+
+    xa, xp = newest_first(obs, g.x[0]), newest_first(obs, g.x[1])  # (k, O) each
+    hs, Ws = newest_first(h, g.h), newest_first(W, g.W)  # (k, hidden), (k, D, P)
+    k = len(xa)
+    acts = np.repeat(action[None].astype(np.float32), 2 * k, axis=0)
+    phi = features(np.concatenate([xa, xp]), acts, np.concatenate([hs, np.repeat(h0[None], k, axis=0)]))  # (2k, D)
+    out = np.concatenate([np.einsum("kd,kdp->kp", phi[:k], Ws), phi[k:] @ W0])  # (2k, P)
+    with np.errstate(all="ignore"):
+        pred = next_state(np.concatenate([xa, xp]), out)  # (2k, O)
+        err = np.mean(((pred - next_obs[None]) / delta_std) ** 2, axis=1)  # (2k,)
+    err = np.minimum(np.nan_to_num(err, nan=ERR_CAP, posinf=ERR_CAP), ERR_CAP)
+    e = g.errors.copy()
+    f = cfg.forget
+    e[0], e[1] = _ema(e[0], err[0], f), _ema(e[1], err[k], f)
+    e[2], e[3] = _ema(e[2], float(err[:k].mean()), f), _ema(e[3], float(err[k:].mean()), f)
+    keep = min(k, cfg.horizon - 1)  # tracks that have steps left
+    pred = np.where(np.isfinite(pred), pred, next_obs[None]).astype(np.float32)
+    x = np.stack([pred[:keep], pred[k : k + keep]])
+    scored = int(g.scored) + 1
+    adapted = choose(cfg, e, bool(g.adapted), scored)
+    adapted_one = choose(cfg, e, bool(g.adapted_one), scored, one_step=True)
+    return GuardState(e, np.array(scored), np.array(adapted), np.array(adapted_one),
+                      np.array(int(g.switches) + (adapted != bool(g.adapted))), x, hs[:keep], Ws[:keep],
+                      next_obs.astype(np.float32))
+
+
+def ratios(errors: np.ndarray) -> tuple[float, float]:
+    """(one-step, multi-step) running error of the adapted model relative to the prior's (nan before any)."""
+    with np.errstate(all="ignore"):
+        return float(errors[0] / max(errors[1], 1e-12)), float(errors[2] / max(errors[3], 1e-12))
+
+
+def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one_step: bool = False) -> bool:
+    """Use the adapted model (for plans; with `one_step`, for one-step predictions)? Hysteresis: enter below
+    `enter` x the prior's error, leave above `leave` x."""
+    if scored < cfg.min_observed:
+        return False
+    one, multi = ratios(errors)
+    worst = one if one_step else max(one, multi)
+    return worst <= cfg.leave if adapted else worst < cfg.enter
+
+
+def guard_report(g: GuardState, cfg: GuardConfig | None) -> dict | None:
+    """What a session reports (None without a guard): the model it plans with, the running errors, the settings."""
+    if cfg is None:
+        return None
+    e = [None if np.isnan(v) else float(v) for v in g.errors]
+    return {"config": cfg.to_dict(), "model": "adapted" if bool(g.adapted) else "prior",
+            "one_step_model": "adapted" if bool(g.adapted_one) else "prior", "scored": int(g.scored),
+            "switches": int(g.switches), "one_step": {"adapted": e[0], "prior": e[1]},
+            "multi_step": {"adapted": e[2], "prior": e[3]}}
+
+
+def guard_arrays(g: GuardState) -> dict[str, np.ndarray]:
+    """The state as named arrays (for snapshots)."""
+    return {f"guard.{f.name}": np.asarray(getattr(g, f.name)) for f in fields(g)}
+
+
+def load_guard(state: dict[str, np.ndarray], obs_dim: int) -> GuardState:
+    """The state `guard_arrays` saved; a snapshot from before guards starts a fresh one."""
+    if "guard.errors" not in state:
+        return init_guard(obs_dim)
+    return GuardState(**{f.name: np.asarray(state[f"guard.{f.name}"]) for f in fields(GuardState)})
