@@ -19,7 +19,7 @@ def calls(artifact, planner):
     return runtime_calls(artifact, THREADS, planner)
 
 
-@pytest.mark.parametrize("what", ["act", "observe", "step"])
+@pytest.mark.parametrize("what", ["act", "observe", "observe_unguarded", "step"])
 def test_runtime(benchmark, calls, what):
     benchmark.group = "runtime (ONNX Runtime Session)"
     benchmark(calls[what])

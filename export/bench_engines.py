@@ -103,8 +103,24 @@ def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None =
     mode = mode or bench_mode(rt)
     obs, t = bench_inputs(rt)
     sess = Session(rt, mode, planner=planner, seed=0)
-    return {"act": partial(sess.act, obs), "observe": partial(sess.observe, **t),
-            "step": partial(sess.step, obs, t)}
+    bare = Session(rt, mode, planner=planner, seed=0, guard=False)
+    return {"act": partial(sess.act, obs), "observe": continuing(sess.observe, rt),
+            "observe_unguarded": continuing(bare.observe, rt), "step": partial(sess.step, obs, t)}
+
+
+def continuing(observe: Callable, rt: Runtime, n: int = 64) -> Callable[[], float]:
+    """`observe` over a ring of n transitions, each starting where the last ended (as on a robot: the
+    adaptation guard's open-loop tracks stay open), around the training mean."""
+    rng = np.random.default_rng(0)
+    states = (rt.norm.obs_mean + 0.1 * rt.norm.obs_std * rng.standard_normal((n, rt.obs_dim))).astype(np.float32)
+    action = ((rt.action_low + rt.action_high) / 2).astype(np.float32)
+    step = iter(range(1 << 62))
+
+    def one() -> float:
+        i = next(step) % n
+        return observe(states[i], action, states[(i + 1) % n], 0.0)
+
+    return one
 
 
 def torch_act(artifact: str, threads: int, planner: dict, compiled: bool = False) -> Callable:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mbmrl.runtime.guard import GuardConfig, fold_guard, guard_report, init_guard, ratios
 
-O, A = 2, 1
-STD = np.ones(O, np.float32)
+OBS_DIM, ACT_DIM = 2, 1
+STD = np.ones(OBS_DIM, np.float32)
 
 
 def features(obs, action, h):  # (B, O), (B, A), (B, 1) -> (B, O + A): a linear model; h is unused
@@ -15,14 +15,14 @@ def features(obs, action, h):  # (B, O), (B, A), (B, 1) -> (B, O + A): a linear 
 
 
 def next_state(obs, out):  # (B, O), (B, P) -> (B, O): out holds the delta (delta_std 1, mean 0)
-    return (obs + out[:, :O]).astype(np.float32)
+    return (obs + out[:, :OBS_DIM]).astype(np.float32)
 
 
 def head(gain: float) -> np.ndarray:
-    """W (O + A, O + 1): delta = gain * (-0.1 x + u) per obs entry (reward column zero)."""
-    W = np.zeros((O + A, O + 1), np.float32)
-    W[:O, :O] = -0.1 * gain * np.eye(O)
-    W[O, :O] = gain
+    """W (OBS_DIM + ACT_DIM, OBS_DIM + 1): delta = gain * (-0.1 x + u) per obs entry (reward column zero)."""
+    W = np.zeros((OBS_DIM + ACT_DIM, OBS_DIM + 1), np.float32)
+    W[:OBS_DIM, :OBS_DIM] = -0.1 * gain * np.eye(OBS_DIM)
+    W[OBS_DIM, :OBS_DIM] = gain
     return W
 
 
@@ -33,10 +33,10 @@ def system(gain: float, x: np.ndarray, u: np.ndarray) -> np.ndarray:
 def fly(cfg, g, gains, W_adapted, W_prior, steps, rng, x=None):
     """Feed `steps` transitions of a system with `gains` (one per step or a constant) into guard state g."""
     h = np.zeros(1, np.float32)
-    x = np.zeros(O, np.float32) if x is None else x
+    x = np.zeros(OBS_DIM, np.float32) if x is None else x
     history = []
     for t in range(steps):
-        u = rng.uniform(-1, 1, A).astype(np.float32)
+        u = rng.uniform(-1, 1, ACT_DIM).astype(np.float32)
         gain = gains[t] if isinstance(gains, list) else gains
         nxt = system(gain, x, u)
         g = fold_guard(cfg, g, x, u, nxt, h, W_adapted, h, W_prior, features, next_state, STD)
@@ -48,14 +48,14 @@ def fly(cfg, g, gains, W_adapted, W_prior, steps, rng, x=None):
 def test_an_adapted_model_that_predicts_better_is_used_after_min_observed_and_one_that_predicts_worse_never():
     rng = np.random.default_rng(0)
     cfg = GuardConfig(horizon=5, min_observed=4)
-    g, used, _ = fly(cfg, init_guard(O), 2.0, head(2.0), head(1.0), 20, rng)  # adapted = the true system
+    g, used, _ = fly(cfg, init_guard(OBS_DIM), 2.0, head(2.0), head(1.0), 20, rng)  # adapted = the true system
     assert used[:3] == [False] * 3 and all(used[4:])
     report = guard_report(g, cfg)
     assert report["model"] == "adapted" and report["scored"] == 20 and report["switches"] == 1
     assert report["one_step"]["adapted"] == pytest.approx(0, abs=1e-10) and report["one_step"]["prior"] > 0.01
     assert report["multi_step"]["prior"] > report["one_step"]["prior"]  # open-loop errors grow with the horizon
 
-    g, used, _ = fly(cfg, init_guard(O), 1.0, head(2.0), head(1.0), 20, rng)  # the prior is the true system
+    g, used, _ = fly(cfg, init_guard(OBS_DIM), 1.0, head(2.0), head(1.0), 20, rng)  # the prior is the true system
     assert not any(used) and guard_report(g, cfg)["model"] == "prior"
 
 
@@ -63,7 +63,7 @@ def test_falls_back_when_the_system_changes_and_comes_back_with_hysteresis():
     rng = np.random.default_rng(1)
     cfg = GuardConfig(horizon=5, forget=0.8, leave=1.0, hysteresis=0.2, min_observed=2)
     W_adapted, W_prior = head(2.0), head(1.0)
-    g, used, x = fly(cfg, init_guard(O), 2.0, W_adapted, W_prior, 30, rng)
+    g, used, x = fly(cfg, init_guard(OBS_DIM), 2.0, W_adapted, W_prior, 30, rng)
     assert used[-1]
     # the system turns into what the prior predicts: the adapted belief is now wrong, the guard falls back
     g, used, x = fly(cfg, g, 1.0, W_adapted, W_prior, 30, rng, x)
@@ -90,9 +90,9 @@ def test_hysteresis_keeps_the_choice_between_enter_and_leave():
 def test_a_gap_between_transitions_restarts_the_open_loop_tracks():
     rng = np.random.default_rng(2)
     cfg = GuardConfig(horizon=8)
-    g, _, x = fly(cfg, init_guard(O), 2.0, head(2.0), head(1.0), 10, rng)
+    g, _, x = fly(cfg, init_guard(OBS_DIM), 2.0, head(2.0), head(1.0), 10, rng)
     assert g.x.shape[1] == cfg.horizon - 1
-    u = np.zeros(A, np.float32)
+    u = np.zeros(ACT_DIM, np.float32)
     jumped = x + 5.0  # not where the last transition ended (a reset, or a dropped message)
     g2 = fold_guard(cfg, g, jumped, u, system(2.0, jumped, u), np.zeros(1, np.float32), head(2.0),
                     np.zeros(1, np.float32), head(1.0), features, next_state, STD)
@@ -102,9 +102,9 @@ def test_a_gap_between_transitions_restarts_the_open_loop_tracks():
 def test_a_diverging_prediction_scores_a_finite_cap():
     cfg = GuardConfig(horizon=3, min_observed=0)
     W_bad = head(1.0) * np.float32(1e30)
-    x, u = np.ones(O, np.float32), np.ones(A, np.float32)
+    x, u = np.ones(OBS_DIM, np.float32), np.ones(ACT_DIM, np.float32)
     with np.errstate(over="ignore"):
-        g = fold_guard(cfg, init_guard(O), x, u, system(1.0, x, u), np.zeros(1, np.float32), W_bad,
+        g = fold_guard(cfg, init_guard(OBS_DIM), x, u, system(1.0, x, u), np.zeros(1, np.float32), W_bad,
                        np.zeros(1, np.float32), head(1.0), features, next_state, STD)
     assert np.isfinite(g.errors).all() and not bool(g.adapted) and np.isfinite(g.x).all()
 
@@ -130,7 +130,7 @@ def _random_state(rng) -> np.ndarray:
 
 
 def _generated(rt, h, W, rng):
-    """A transition whose normalized delta and reward are exactly the model (h, W)'s prediction."""
+    """ACT_DIM transition whose normalized delta and reward are exactly the model (h, W)'s prediction."""
     obs, act = _random_state(rng), rng.uniform(-2, 2, 1).astype(np.float32)
     y = rt.dynamics.features(obs[None], act[None], h[None]) @ W  # (1, P)
     return obs, act, rt.norm.next_obs(obs[None], y)[0], float(rt.norm.reward(y)[0])
@@ -138,7 +138,7 @@ def _generated(rt, h, W, rng):
 
 @pytest.mark.parametrize("mode", ["bayes", "gradient"])
 def test_a_session_whose_belief_gets_the_system_wrong_falls_back_to_the_prior(rt, mode):
-    """A session adapts to a system the prior gets wrong and plans with its adapted model; then the system
+    """ACT_DIM session adapts to a system the prior gets wrong and plans with its adapted model; then the system
     becomes the one the prior knows (a payload dropped): the adapted belief is now the wrong one, and the
     session falls back to the prior (plans and predictions exactly those of mode `none`) within a few
     transitions, while its head keeps adapting underneath."""
