@@ -41,6 +41,8 @@ class GuardPatch(Strict):
     forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in the running errors")
     leave: float | None = Field(None, gt=0, le=100, description="fall back to the prior once the adapted "
                                 "model's running error is above this fraction of the prior's")
+    predict_forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in the recent "
+                                         "one-step errors that choose the model of one-step predictions")
     hysteresis: float | None = Field(None, ge=0, lt=1, description="use the adapted model again only below "
                                      "leave x (1 - hysteresis) of the prior's error")
     min_observed: integer(0, 1_000_000) | None = Field(None, description="transitions scored before the "  # type: ignore[valid-type]

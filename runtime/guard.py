@@ -8,10 +8,11 @@ model the session would have planned with k steps ago. `multi` is the mean over 
 the age-1 (one-step) error, both in the surprise's units ((error / delta_std)^2, averaged over obs dims)
 and both forgetting (exponential moving averages). A session plans (and predicts more than one step) with
 the adapted model while both ratios adapted / prior, one-step and multi-step, stay under `leave`, and returns
-to it only once they are under `enter` = leave x (1 - hysteresis), so it does not chatter; a one-step
-prediction uses the adapted model under the same rule on the one-step ratio alone (a model can predict the
-next step better and still drift further over a plan's horizon: the planner needs the second). A guard
-starts on the prior: a belief must earn trust before the planner acts on it.
+to it only once they are under `enter` = leave x (1 - hysteresis), so it does not chatter. A one-step
+prediction uses the adapted model while its *recent* one-step error (`predict_forget`: the last few
+transitions, as a belief improves quickly early on) is at most `leave` x the prior's: a model can predict
+the next step better and still drift further over a plan's horizon, and only the planner needs the second.
+A guard starts on the prior: a belief must earn trust before the planner acts on it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class GuardConfig:
     """Fall back to the prior once the adapted model's running error is above this fraction of the prior's."""
     hysteresis: float = 0.2
     """Switch (back) to the adapted model only below `enter` = leave x (1 - hysteresis) of the prior's error."""
+    predict_forget: float = 0.7
+    """Weight of the past in the recent one-step errors that choose the model of one-step predictions."""
     min_observed: int = 4
     """Transitions scored before the adapted model may be used."""
 
@@ -48,8 +51,9 @@ class GuardConfig:
         """ValueError naming the first setting out of range."""
         if not 1 <= self.horizon <= 64:
             raise ValueError(f"guard.horizon must be in [1, 64], got {self.horizon}")
-        if not 0.0 <= self.forget < 1.0:
-            raise ValueError(f"guard.forget must be in [0, 1), got {self.forget}")
+        for name in ("forget", "predict_forget"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"guard.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 < self.leave <= 100.0:
             raise ValueError(f"guard.leave must be in (0, 100], got {self.leave}")
         if not 0.0 <= self.hysteresis < 1.0:
@@ -81,7 +85,8 @@ class GuardConfig:
 class GuardState:
     """Running errors, open tracks and the current choice (arrays, so a session's state_dict holds them)."""
 
-    errors: np.ndarray  # (4,) running [one_adapted, one_prior, multi_adapted, multi_prior] (nan: none yet)
+    errors: np.ndarray  # (6,) running [one_adapted, one_prior, multi_adapted, multi_prior, and the recent
+    #                       one-step errors: one_adapted, one_prior] (nan: none yet)
     scored: np.ndarray  # () transitions scored
     adapted: np.ndarray  # () bool: planning (and predicting more than one step) with the adapted model now
     adapted_one: np.ndarray  # () bool: predicting one step with the adapted model now
@@ -105,7 +110,7 @@ def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode) -> Guard
 
 def init_guard(obs_dim: int) -> GuardState:
     """No evidence yet: planning on the prior."""
-    nan = np.full(4, np.nan)
+    nan = np.full(6, np.nan)
     return GuardState(nan, np.array(0), np.array(False), np.array(False), np.array(0),
                       np.zeros((2, 0, obs_dim), np.float32),
                       np.zeros((0, 0), np.float32), np.zeros((0, 0, 0), np.float32), np.full(obs_dim, np.nan))
@@ -141,6 +146,7 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     f = cfg.forget
     e[0], e[1] = _ema(e[0], err[0], f), _ema(e[1], err[k], f)
     e[2], e[3] = _ema(e[2], float(err[:k].mean()), f), _ema(e[3], float(err[k:].mean()), f)
+    e[4], e[5] = _ema(e[4], err[0], cfg.predict_forget), _ema(e[5], err[k], cfg.predict_forget)
     keep = min(k, cfg.horizon - 1)  # tracks that have steps left
     pred = np.where(np.isfinite(pred), pred, next_obs[None]).astype(np.float32)
     x = np.stack([pred[:keep], pred[k : k + keep]])
@@ -159,12 +165,15 @@ def ratios(errors: np.ndarray) -> tuple[float, float]:
 
 
 def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one_step: bool = False) -> bool:
-    """Use the adapted model (for plans; with `one_step`, for one-step predictions)? Hysteresis: enter below
-    `enter` x the prior's error, leave above `leave` x."""
+    """Use the adapted model for plans (hysteresis: enter below `enter` x the prior's errors, leave above `leave`
+    x)? With `one_step`, for one-step predictions: while the recent one-step error is at most `leave` x."""
     if scored < cfg.min_observed:
         return False
+    if one_step:
+        with np.errstate(all="ignore"):
+            return bool(errors[4] / max(errors[5], 1e-12) <= cfg.leave)
     one, multi = ratios(errors)
-    worst = one if one_step else max(one, multi)
+    worst = max(one, multi)
     return worst <= cfg.leave if adapted else worst < cfg.enter
 
 
