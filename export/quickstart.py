@@ -80,6 +80,7 @@ def summarize_result(result: EvalResult) -> dict:
         "context_size": CONTEXT,
         "control_return": {m: result.mean_return(m) for m in modes},
         "control_return_by_split": {s: {m: result.mean_return(m, s) for m in modes} for s in splits},
+        "tasks_hurt": {m: r["summary"].get("tasks_hurt") for m, r in result.regressions().items()},
         "cadm_table1_pendulum_moderate": CADM_TABLE1_PENDULUM_MODERATE,
         "tasks": [{"split": t.split, **t.params} for t in result.tasks],
         "episode_steps": result.protocol.episode_steps,
@@ -90,11 +91,12 @@ def summarize_result(result: EvalResult) -> dict:
 def print_summary(summary: dict, splits: list[str]) -> None:
     """The table the quickstart ends with."""
     print(f"{'mode':<12}{'NMSE @16':>10}{'MSE units @16':>15}{'return (all)':>14}"
-          + "".join(f"{s:>11}" for s in splits))
+          + "".join(f"{s:>11}" for s in splits) + f"{'tasks hurt':>12}")
     for m, nmse in summary["prediction_error"].items():
-        by = summary["control_return_by_split"]
+        by, hurt = summary["control_return_by_split"], summary["tasks_hurt"].get(m)
         print(f"{m:<12}{nmse:>10.4f}{summary['prediction_error_model_units'][m]:>15.4f}"
-              f"{summary['control_return'][m]:>14.1f}" + "".join(f"{by[s][m]:>11.1f}" for s in splits))
+              f"{summary['control_return'][m]:>14.1f}" + "".join(f"{by[s][m]:>11.1f}" for s in splits)
+              + (f"{hurt:>9}/{len(summary['tasks'])}" if hurt is not None else f"{'-':>12}"))
     cadm = CADM_TABLE1_PENDULUM_MODERATE
     print(f"CaDM Table 1 (Pendulum, moderate test): vanilla {cadm['vanilla dynamics model']}"
           f", +CaDM {cadm['+CaDM context encoder']}")

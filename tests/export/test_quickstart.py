@@ -19,6 +19,7 @@ def test_quickstart_runs_the_whole_loop_and_writes_the_summary(tmp_path):
     assert s["context_size"] == 16
     assert set(s["prediction_error"]) == {"none", "recurrent", "gradient", "bayes", "oracle"}
     assert set(s["control_return_by_split"]) == {"moderate", "extreme"}
+    assert set(s["tasks_hurt"]) == {"recurrent", "gradient", "bayes", "oracle"}  # returns below none's, per task
     assert {t["split"] for t in s["tasks"]} == {"moderate", "extreme"}
     assert all({"mass", "length"} <= set(t) for t in s["tasks"])
     assert s["wall_seconds"] > 0

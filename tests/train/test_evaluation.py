@@ -58,3 +58,24 @@ def test_regressions_name_the_tasks_adaptation_made_worse():
     assert s["worst_task"] == {"split": "moderate", "mass": 3.0}
     assert s["worst_nmse_ratio@16"] == 2.0 and s["tasks_nmse_worse@16"] == 1
     assert "none" not in result.regressions()
+
+
+def test_eval_guard_both_scores_every_adaptive_mode_with_and_without_its_guard(tiny_artifact):
+    """`--guard both`: MODE@unguarded beside each guarded mode, on the same tasks, starts and seeds, in the
+    regressions table too; an unguarded recurrent session is the plain adapted model (its own returns)."""
+    from mbmrl.train.evaluation.command import evaluate_artifact, parse_guard
+    from mbmrl.train.evaluation.protocol import EvalConfig
+
+    res = evaluate_artifact(EvalConfig(artifact=str(tiny_artifact), modes="none,recurrent", guard="both",
+                                       windows=1, seeds=1, max_tasks=1, episode_steps=30, contexts="0,16",
+                                       progress=False))
+    assert res["modes"] == ["none", "recurrent", "recurrent@unguarded"]
+    assert set(res["regressions"]) == {"recurrent", "recurrent@unguarded"}
+    # before any transition both are the prior: the same one-step error at m=0
+    p = res["prediction"]
+    assert p["recurrent"]["0"]["one_step"] == p["recurrent@unguarded"]["0"]["one_step"] == p["none"]["0"]["one_step"]
+    assert parse_guard("off") == (False, False) and parse_guard('{"horizon": 3}') == ({"horizon": 3}, False)
+    with pytest.raises(ValueError, match="guard"):
+        parse_guard("sometimes")
+    with pytest.raises(ValueError, match="horizon"):
+        parse_guard('{"horizon": 0}')
