@@ -30,6 +30,9 @@ class ReplayConfig:
     artifact: str = field(default="artifact", metadata={"help": "artifact to replay through"})
     mode: str = field(default="", metadata={"help": "adaptation mode (default: the artifact's)"})
     horizon: int = field(default=15, metadata={"help": "H of the open-loop prediction error"})
+    guard: bool = field(default=True, metadata={
+        "help": "predict with the model a served session would plan with (the adaptation guard's choice, "
+                "docs/guard.md); --no-guard: always the adapted model"})
     out: str = field(default="replay", metadata={"help": "output directory (replay.json, replay.png)"})
 
 
@@ -67,7 +70,7 @@ def replay(cfg: ReplayConfig) -> dict:
     for files in sessions_of(recording_files(cfg.recordings)).values():
         trans = [m for topic, _, m in read_recording(list(files)) if topic == "/mbmrl/transition"]
         if trans:
-            session = Session(rt, cfg.mode or None, seed=0)  # each recorded session from the prior, as it ran
+            session = Session(rt, cfg.mode or None, seed=0, guard=None if cfg.guard else False)  # from the prior
             mode = session.mode
             rows += _replay_session(session, trans, cfg.horizon)
     if not rows:
@@ -101,12 +104,13 @@ def _replay_session(session: Session, trans: list[dict], horizon: int) -> list[d
     joined = np.r_[follows(obs, nxt), False]  # (T,)
     rows = []
     for i, t in enumerate(trans):
-        h_err = None
+        h_err, guard = None, session.info()["guard"]
         if i + horizon <= len(trans) and joined[i : i + horizon - 1].all():
             pred, _ = session.predict(obs[i], acts[i : i + horizon])  # (H, O), before seeing the outcomes
             h_err = float(np.mean(((pred - nxt[i : i + horizon]) / rt.norm.obs_std) ** 2))
         surprise = session.observe(obs[i], acts[i], nxt[i], t.get("reward"))
-        rows.append({"surprise": surprise, "recorded_surprise": t.get("surprise"), "h_step_error": h_err})
+        rows.append({"surprise": surprise, "recorded_surprise": t.get("surprise"), "h_step_error": h_err,
+                     "model": guard["model"] if guard else "adapted"})  # what the H-step prediction used
     return rows
 
 
