@@ -117,7 +117,7 @@ def init_guard(obs_dim: int) -> GuardState:
 
 
 def _ema(old: float, new: float, forget: float) -> float:
-    return new if np.isnan(old) else forget * old + (1.0 - forget) * new
+    return new if old != old else forget * old + (1.0 - forget) * new  # old != old: nan, nothing yet
 
 
 def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
@@ -126,7 +126,7 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     """Score one transition (obs -> next_obs under action) with both predictors and update the choice.
 
     `h`, `W` are the adapted belief and head *before* this transition (what the session planned with)."""
-    continues = g.x.shape[1] > 0 and bool(np.allclose(obs, g.last, rtol=1e-5, atol=1e-6))
+    continues = g.x.shape[1] > 0 and bool((np.abs(obs - g.last) <= 1e-6 + 1e-5 * np.abs(g.last)).all())
     k_old = g.x.shape[1] if continues else 0
     # open tracks (newest first), plus a new one per predictor starting at obs with the current beliefs
     def newest_first(now: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -140,15 +140,17 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     out = np.concatenate([np.einsum("kd,kdp->kp", phi[:k], Ws), phi[k:] @ W0])  # (2k, P)
     with np.errstate(all="ignore"):
         pred = next_state(np.concatenate([xa, xp]), out)  # (2k, O)
-        err = np.mean(((pred - next_obs[None]) / delta_std) ** 2, axis=1)  # (2k,)
-    err = np.minimum(np.nan_to_num(err, nan=ERR_CAP, posinf=ERR_CAP), ERR_CAP)
+        d = (pred - next_obs[None]) / delta_std  # (2k, O)
+        err = (d * d).sum(axis=1) / d.shape[1]  # (2k,)
+    err = np.where(err < ERR_CAP, err, ERR_CAP).tolist()  # non-finite (nan, inf) and huge: the cap
     e = g.errors.copy()
-    f = cfg.forget
+    f, fp = cfg.forget, cfg.predict_forget
     e[0], e[1] = _ema(e[0], err[0], f), _ema(e[1], err[k], f)
-    e[2], e[3] = _ema(e[2], float(err[:k].mean()), f), _ema(e[3], float(err[k:].mean()), f)
-    e[4], e[5] = _ema(e[4], err[0], cfg.predict_forget), _ema(e[5], err[k], cfg.predict_forget)
+    e[2], e[3] = _ema(e[2], sum(err[:k]) / k, f), _ema(e[3], sum(err[k:]) / k, f)
+    e[4], e[5] = _ema(e[4], err[0], fp), _ema(e[5], err[k], fp)
     keep = min(k, cfg.horizon - 1)  # tracks that have steps left
-    pred = np.where(np.isfinite(pred), pred, next_obs[None]).astype(np.float32)
+    if not np.isfinite(pred).all():  # a diverged track restarts from what happened
+        pred = np.where(np.isfinite(pred), pred, next_obs[None]).astype(np.float32)
     x = np.stack([pred[:keep], pred[k : k + keep]])
     scored = int(g.scored) + 1
     adapted = choose(cfg, e, bool(g.adapted), scored)
@@ -160,8 +162,8 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
 
 def ratios(errors: np.ndarray) -> tuple[float, float]:
     """(one-step, multi-step) running error of the adapted model relative to the prior's (nan before any)."""
-    with np.errstate(all="ignore"):
-        return float(errors[0] / max(errors[1], 1e-12)), float(errors[2] / max(errors[3], 1e-12))
+    e = [float(v) for v in errors[:4]]
+    return e[0] / max(e[1], 1e-12), e[2] / max(e[3], 1e-12)
 
 
 def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one_step: bool = False) -> bool:
@@ -170,8 +172,7 @@ def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one
     if scored < cfg.min_observed:
         return False
     if one_step:
-        with np.errstate(all="ignore"):
-            return bool(errors[4] / max(errors[5], 1e-12) <= cfg.leave)
+        return float(errors[4]) / max(float(errors[5]), 1e-12) <= cfg.leave
     one, multi = ratios(errors)
     worst = max(one, multi)
     return worst <= cfg.leave if adapted else worst < cfg.enter
