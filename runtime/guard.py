@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .modes import Mode, NoState
+from .validation import continues
 
 ERR_CAP = 1e4  # a track that diverged scores at most this (surprise units): finite, and clearly bad
 
@@ -102,8 +103,9 @@ def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode) -> Guard
     `none` and `oracle` (nothing to fall back from); `False` turns it off, a dict changes settings."""
     if guard is False or not (mode.adapts_belief or mode.state_type is not NoState):
         return None
-    cfg = GuardConfig.from_dict(guard) if isinstance(guard, dict) else (
-        guard if isinstance(guard, GuardConfig) else GuardConfig())
+    if isinstance(guard, dict):
+        return GuardConfig.from_dict(guard)  # validated
+    cfg = guard if isinstance(guard, GuardConfig) else GuardConfig()
     cfg.validate()
     return cfg
 
@@ -126,8 +128,7 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     """Score one transition (obs -> next_obs under action) with both predictors and update the choice.
 
     `h`, `W` are the adapted belief and head *before* this transition (what the session planned with)."""
-    continues = g.x.shape[1] > 0 and bool((np.abs(obs - g.last) <= 1e-6 + 1e-5 * np.abs(g.last)).all())
-    k_old = g.x.shape[1] if continues else 0
+    k_old = g.x.shape[1] if g.x.shape[1] > 0 and bool(continues(g.last, obs)) else 0
     # open tracks (newest first), plus a new one per predictor starting at obs with the current beliefs
     def newest_first(now: np.ndarray, old: np.ndarray) -> np.ndarray:
         return np.concatenate([now[None], old[:k_old]]).astype(np.float32) if k_old else now[None].astype(np.float32)
@@ -135,11 +136,12 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     xa, xp = newest_first(obs, g.x[0]), newest_first(obs, g.x[1])  # (k, O) each
     hs, Ws = newest_first(h, g.h), newest_first(W, g.W)  # (k, hidden), (k, D, P)
     k = len(xa)
+    xs = np.concatenate([xa, xp])  # (2k, O): adapted tracks, then prior tracks
     acts = np.repeat(action[None].astype(np.float32), 2 * k, axis=0)
-    phi = features(np.concatenate([xa, xp]), acts, np.concatenate([hs, np.repeat(h0[None], k, axis=0)]))  # (2k, D)
+    phi = features(xs, acts, np.concatenate([hs, np.repeat(h0[None], k, axis=0)]))  # (2k, D)
     out = np.concatenate([np.einsum("kd,kdp->kp", phi[:k], Ws), phi[k:] @ W0])  # (2k, P)
     with np.errstate(all="ignore"):
-        pred = next_state(np.concatenate([xa, xp]), out)  # (2k, O)
+        pred = next_state(xs, out)  # (2k, O)
         d = (pred - next_obs[None]) / delta_std  # (2k, O)
         err = (d * d).sum(axis=1) / d.shape[1]  # (2k,)
     err = np.where(err < ERR_CAP, err, ERR_CAP).tolist()  # non-finite (nan, inf) and huge: the cap

@@ -196,7 +196,7 @@ def create_app(
                     mode=body.mode, planner=plan_patch(body.planner), cost=plan_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
                     reference=body.reference.spec() if getattr(body, "reference", None) else None, window=body.window,
-                    guard=body.guard if body.guard is None or isinstance(body.guard, bool) else plan_patch(body.guard),
+                    guard=body.guard if isinstance(body.guard, bool) else plan_patch(body.guard),
                     owner=request.client.host if request.client else None,
                 )
             except TooManySessions as e:

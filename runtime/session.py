@@ -114,15 +114,16 @@ class Session:
     def _fold(self, obs, action, next_obs, reward, y) -> float:
         """Fold one validated transition (call with the lock held); returns its surprise."""
         rt = self.rt
+        W = self.W  # (D, P) the adapted head before this transition
         phi = rt.dynamics.features(obs[None], action[None], self.h[None])[0]  # (D,)
-        pred = phi @ self.W  # (P,)
+        pred = phi @ W  # (P,)
         surprise = float(np.mean((pred - y)[: rt.obs_dim] ** 2))
         r = reward
         if reward is None:  # unknown reward: use the model's own prediction, not a zero
             y[rt.obs_dim] = pred[rt.obs_dim]
             r = np.float32(rt.norm.reward(pred[None])[0])
         if self.guard_config is not None:  # score both predictors on it before the belief moves
-            self.guard = fold_guard(self.guard_config, self.guard, obs, action, next_obs, self.h, self.W, rt.h0,
+            self.guard = fold_guard(self.guard_config, self.guard, obs, action, next_obs, self.h, W, rt.h0,
                                     rt.W0, rt.dynamics.features, rt.norm.next_obs, rt.norm.delta_std)
         if self.adapter.adapts_belief:
             self.h = rt.dynamics.encoder_step(self.h[None], obs[None], action[None], next_obs[None],
@@ -297,4 +298,3 @@ class Session:
             self.rng.bit_generator.state = json.loads(bytes(state["rng"]).decode())
             self.tracking = self.tracking.load(state)
             self.guard = load_guard(state, self.rt.obs_dim)
-

@@ -39,6 +39,12 @@ def all_finite(*arrays: Any) -> bool:
     return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
 
 
+def continues(last_next_obs: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Whether a transition starting at `obs` continues one that ended at `last_next_obs` (no reset or gap
+    between them): np.isclose(obs, last_next_obs, rtol=1e-5, atol=1e-6) on every entry of the last axis."""
+    return np.all(np.abs(obs - last_next_obs) <= 1e-6 + 1e-5 * np.abs(last_next_obs), axis=-1)
+
+
 def parse_transition(rt: Runtime, obs: Any, action: Any, next_obs: Any, reward: Any, where: str = "") -> tuple:
     """Validated (obs, action clipped to its bounds, next_obs, reward or None, normalized head target y (P,)) of
     one transition; a ValueError names the field (prefixed by `where`)."""

@@ -77,6 +77,7 @@ class Setup:
     modes: list[str]
     planner: dict
     cost: dict | None
+    guard: dict | bool | None
     backends: dict[str, partial[Session]]
 
     @classmethod
@@ -97,7 +98,7 @@ class Setup:
             backends.update({f"{m}@unguarded": partial(_named_session, rt, m, planner, cost=cost,
                                                        window=cfg.window or None, guard=False) for m in adaptive})
             modes = list(backends)
-        return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, backends)
+        return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, guard, backends)
 
 
 def evaluate_artifact(cfg: EvalConfig) -> dict:
@@ -114,7 +115,7 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
         int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None,
-                                     guard=parse_guard(cfg.guard)[0])
+                                     guard=setup.guard)
                 for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)
