@@ -153,7 +153,7 @@ def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | N
     o = rt.obs_dim
     terms = CostTerms.build(rt.default_cost, horizon, rt.feature_dim)
     target, q = torch.as_tensor(terms.target[0]), torch.as_tensor(terms.q)
-    r, reward_weight = torch.as_tensor(terms.r), float(terms.reward_weight[0])
+    r, reward_weight, linear = torch.as_tensor(terms.r), float(terms.reward_weight[0]), torch.as_tensor(terms.linear)
     W = torch.as_tensor(rt.W0)
     with torch.no_grad():
         h_proj = model.fh(torch.as_tensor(rt.h0)[None])  # (1, width): the belief enters once, as in our graph
@@ -163,7 +163,8 @@ def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | N
         return torch.cat([nxt, model.reward(out).reshape(-1, 1)], dim=1)
 
     def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # -> (K,)
-        return ((state[:, :o] - target) ** 2) @ q + (action**2) @ r - reward_weight * state[:, o]
+        return (((state[:, :o] - target) ** 2) @ q + state[:, :o] @ linear + (action**2) @ r
+                - reward_weight * state[:, o])
 
     half = torch.as_tensor((rt.action_high - rt.action_low) / 2)
     mppi = MPPI(dynamics, running_cost, o + 1, noise_sigma=torch.diag((planner.get("noise_scale", 0.5) * half) ** 2),

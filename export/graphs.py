@@ -59,14 +59,14 @@ class Rollout(nn.Module):
         self.risk = risk
         self.input_names = list(ROLLOUT_RISK_INPUTS if risk else ROLLOUT_INPUTS)
 
-    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov=None,
+    def forward(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, linear, w_cov=None,
                 uncertainty_weight=None):
         """Costs (N,) and predicted states (N, H, O) of N action sequences."""
-        return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov,
-                                        uncertainty_weight)
+        return self.model.rollout_costs(obs, h, W, actions, target, q, r, terminal_weight, reward_weight, linear,
+                                        w_cov, uncertainty_weight)
 
     def inputs(self, args: tuple) -> tuple:
-        """The example `rollout` inputs (all eleven) this graph takes."""
+        """The example `rollout` inputs (all twelve) this graph takes."""
         return tuple(args[: len(self.input_names)])
 
 
@@ -87,5 +87,5 @@ def example_inputs(model: DynamicsModel, batch: int = 4, horizon: int = 15) -> d
         "features": (obs, act, h),
         "rollout": (obs[:1], h[:1], W, acts, rn(horizon, a.obs_dim), torch.rand(a.obs_dim, generator=g),
                     torch.rand(a.action_dim, generator=g), torch.tensor([2.0]), torch.tensor([0.5]),
-                    0.1 * torch.eye(a.feature_dim), torch.tensor([0.3])),
+                    rn(a.obs_dim), 0.1 * torch.eye(a.feature_dim), torch.tensor([0.3])),
     }

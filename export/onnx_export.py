@@ -90,7 +90,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     run_dir = ckpt_path.parent
     run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     shutil.copy(ckpt_path, out / "model.pt")  # for `mbmrl bench`'s PyTorch column; not needed on device
-    base = manifest_for(model, ckpt, horizon=cfg.horizons[0])
+    base = manifest_for(model, ckpt, horizons=cfg.horizons)
     manifest = dataclasses.replace(
         base, graphs=graphs, files={**{g.file: {} for g in graphs.values()}, "params.npz": {}},
         torch_checkpoint="model.pt",

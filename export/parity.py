@@ -34,7 +34,8 @@ def real_inputs(model: DynamicsModel, segs: Segments, batch: int = 16, horizon: 
         "features": (obs[:, pos], act[:, pos], h),
         "rollout": (obs[:1, pos], h[:1], W, act[:, pos : pos + horizon], nxt[0, pos : pos + horizon],
                     torch.ones(obs.shape[-1]), torch.full((act.shape[-1],), 0.01), torch.tensor([2.0]),
-                    torch.tensor([0.1]), 0.1 * torch.eye(model.args.feature_dim), torch.tensor([0.3])),
+                    torch.tensor([0.1]), -0.1 * torch.ones(obs.shape[-1]), 0.1 * torch.eye(model.args.feature_dim),
+                    torch.tensor([0.3])),
     }
 
 

@@ -229,6 +229,10 @@ def build_request_models(
         terminal_weight: float | None = Field(None, ge=0, le=1e6)
         reward_weight: float | None = Field(None, ge=-1e6, le=1e6)
         uncertainty_weight: float | None = Field(None, ge=0, le=1e6)
+        linear: vector(obs_dim, "obs_dim", Annotated[float, Field(ge=-1e6, le=1e6)]) | None = None  # type: ignore[valid-type]
+        reward_source: Literal["learned", "known"] | None = Field(
+            None, description="'known': plan with the family's closed-form reward (GET /v1/model: "
+                              "default_cost.reward), where it declares one")
 
         @field_validator("target", mode="before")
         @classmethod

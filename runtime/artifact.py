@@ -19,7 +19,8 @@ import numpy as np
 from .normalization import Normalization
 
 FORMAT = "mbmrl-artifact"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: rollout graphs take the linear state term; 2 (without it) still loads
+READ_VERSIONS = (2, 3)
 DIGEST = "manifest.sha256"  # sha256 of manifest.json's bytes: the manifest is covered as a whole
 MODES = ("none", "recurrent", "gradient", "bayes", "oracle")
 
@@ -149,10 +150,10 @@ class Manifest:
         """Parse manifest.json; an older or foreign format is refused with what to do."""
         if d.get("format") != FORMAT:
             raise ArtifactError(f"{where}: format is {d.get('format')!r}, expected {FORMAT!r}")
-        if d.get("format_version") != FORMAT_VERSION:
+        if d.get("format_version") not in READ_VERSIONS:
             raise ArtifactError(
-                f"{where}: format_version {d.get('format_version')} is not supported (this runtime reads version "
-                f"{FORMAT_VERSION}); re-export the run with this mbmrl: `mbmrl export RUN --out ARTIFACT`")
+                f"{where}: format_version {d.get('format_version')} is not supported (this runtime reads versions "
+                f"{list(READ_VERSIONS)}); re-export the run with this mbmrl: `mbmrl export RUN --out ARTIFACT`")
         try:
             kw = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
             kw["normalization"] = Normalization.from_dict(d["normalization"])

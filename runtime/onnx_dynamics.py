@@ -79,6 +79,6 @@ class OnnxDynamics:
             have = "" if (H, False) not in self._rollouts else " with the risk term (uncertainty_weight > 0)"
             raise ValueError(f"planner.horizon={H} was not exported{have}; this artifact has {self.horizons}")
         sess, names = graph
-        feeds = rollout_feeds(obs, h, W, actions, terms, risk="w_cov" in names)
+        feeds = rollout_feeds(obs, h, W, actions, terms, risk="w_cov" in names, names=tuple(names))
         costs, states = sess.run(None, feeds)
         return costs, states

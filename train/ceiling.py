@@ -98,7 +98,8 @@ class SimulatorDynamics:
         step_w = np.ones(horizon)
         step_w[-1] = float(terms.terminal_weight[0])
         dev = states - terms.target  # (N, H, O)
-        cost = (step_w[:, None] * dev * dev * terms.q).sum((1, 2)) + (actions * actions * terms.r).sum((1, 2))
+        cost = (step_w[:, None] * (dev * dev * terms.q + states * terms.linear)).sum((1, 2))
+        cost = cost + (actions * actions * terms.r).sum((1, 2))
         cost = cost - float(terms.reward_weight[0]) * reward.sum(1)
         return cost.astype(np.float32), states
 

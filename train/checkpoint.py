@@ -70,8 +70,11 @@ def reference_layout(fam: dict) -> dict | None:
     return layout.to_dict() if layout else None
 
 
-def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizon: int = 15) -> Manifest:
-    """The manifest of `model` without graphs and files (export adds those): dims, bounds, modes, defaults."""
+def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ...] | None = None) -> Manifest:
+    """The manifest of `model` without graphs and files (export adds those): dims, bounds, modes, defaults.
+
+    The default planner's horizon is the family's (15 if it names none) when `horizons` (those exported; None:
+    any) has it, else the first exported one."""
     fam, buf = ckpt.family_info, (lambda n: getattr(model, n).detach().cpu().tolist())
     norm = Normalization.from_dict({
         "obs_mean": buf("obs_mean"), "obs_std": buf("obs_std"), "delta_mean": buf("delta_mean"),
@@ -79,6 +82,8 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizon: int = 15) -> M
         "reward_std": float(model.reward_std[0])})
     oracle = OracleSpec(tuple(ckpt.param_names), tuple(buf("param_mean")), tuple(buf("param_std"))) \
         if model.oracle else None
+    horizon = int(fam["default_planner"].get("horizon", 15))
+    horizon = horizon if horizons is None or horizon in horizons else horizons[0]
     return Manifest(
         family=fam["name"], description=fam["description"], obs_dim=model.args.obs_dim,
         action_dim=model.args.action_dim, hidden_size=model.hidden_size, feature_dim=model.args.feature_dim,

@@ -8,7 +8,11 @@ belief folds each transition as on the device) over the torch engine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from mbmrl.runtime.loader import load
+from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.session import Session
 from tqdm.auto import tqdm
 
@@ -32,16 +36,35 @@ def mpc_episode(session: Session, env, steps: int, noise: float, rng: np.random.
     return run_episode(env, act, steps, seed=seed, observe=session.observe)
 
 
+def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir: Path | None) -> Runtime:
+    """A runtime over `model` as it is now: the torch engine, or (`engine` 'onnx') the model exported to
+    `workdir`, its planning horizon only, verified against torch as `mbmrl export` does."""
+    ckpt = Checkpoint.of(model, **facts)
+    if engine == "torch":
+        return torch_runtime(model, ckpt)
+    if workdir is None:
+        raise ValueError("the onnx exploration engine needs a workdir to export the model into")
+    from mbmrl.export.config import ExportConfig  # export imports train: import it only when asked
+    from mbmrl.export.onnx_export import export_checkpoint
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt.save(workdir / "model.pt")
+    horizon = torch_runtime(model, ckpt).default_planner.horizon
+    export_checkpoint(workdir / "model.pt", workdir / "artifact", ExportConfig(horizons=(horizon,)))
+    return load(workdir / "artifact")
+
+
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
-                progress: bool = True) -> Segments:
-    """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (family default cost).
+                progress: bool = True, engine: str = "torch", workdir: Path | None = None) -> Segments:
+    """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
+    and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first).
 
     `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights).
     """
     was_training = model.training
     model.eval()
-    rt = torch_runtime(model, Checkpoint.of(model, **facts))
+    rt = exploration_runtime(model, facts, engine, workdir)
     episodes, params, task_ids = [], [], []
     for i in tqdm(range(n_tasks), desc="collect (MPC)", disable=not progress, leave=False):
         p = sample_params(family.train, rng)

@@ -153,12 +153,13 @@ class DynamicsModel(nn.Module):
         out = phi @ W
         return self.next_obs(x, out), phi, out
 
-    def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, w_cov=None,
+    def rollout_costs(self, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, linear, w_cov=None,
                       uncertainty_weight=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Roll N action sequences open-loop and cost them (DESIGN §3): the exported `rollout*` graphs.
 
         obs (1,O), h (1,hidden), W (D,P), actions (N,H,A), target (H,O), q (O,), r (A,), terminal_weight,
-        reward_weight (1,) [, w_cov (D,D), uncertainty_weight (1,): the risk graph] -> costs (N,), states (N,H,O).
+        reward_weight (1,), linear (O,) [, w_cov (D,D), uncertainty_weight (1,): the risk graph] -> costs (N,),
+        states (N,H,O).
 
         The same math as stepping `step` H times, laid out for a small graph: normalization and the belief
         are folded into the first layer once per call, all actions are projected before the loop, the head's
@@ -193,6 +194,7 @@ class DynamicsModel(nn.Module):
         step_w = torch.cat([torch.ones(horizon - 1, dtype=obs.dtype, device=obs.device), terminal_weight])  # (H,)
         dev = (states - target).reshape(n, horizon * o)  # (N, H*O)
         cost = (dev * dev) @ column(step_w[:, None] * q)  # (N, 1)
+        cost = cost + states.reshape(n, horizon * o) @ column(step_w[:, None] * linear)  # the linear state term
         sq = (actions * actions).reshape(n, -1)  # (N, H*A)
         cost = cost + sq @ column(r.repeat(horizon))
         wr = (W[:d1, o] * self.reward_std).repeat(horizon)  # (H*(D-1),): the reward head, summed over steps

@@ -23,7 +23,7 @@ from tqdm.auto import trange
 from . import distributed as dist
 from . import losses as L
 from .checkpoint import Checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, with_protocol
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
 from .families import TaskFamily, box_bounds, get_family, sample_params
@@ -278,6 +278,7 @@ def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
     """
     if cfg.init:
         cfg = fine_tune_config(cfg)
+    cfg = with_protocol(cfg)
     family = family or get_family(cfg.family)
     with dist.process_group(resolve_device(cfg.device)) as device:
         return _train(cfg, family, device)
@@ -319,7 +320,8 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))
         new = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
-                          first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress) \
+                          first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress,
+                          engine=cfg.mpc_engine, workdir=out / "explore") \
             if dist.is_main() else None
         new = dist.broadcast_from_main(new)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])

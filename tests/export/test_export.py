@@ -61,12 +61,13 @@ def test_torch_and_onnxruntime_agree_at_new_batch_sizes(tiny_artifact, model, ba
 
 
 def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, model):
-    """The rollout graph's cost is the contract's cost (quadratic, reward, risk) of the model's own predictions."""
+    """The rollout graph's cost is the contract's cost (quadratic, linear, reward, risk) of the model's own
+    predictions."""
     rt = load(tiny_artifact)
     rng = np.random.default_rng(0)
     obs = np.array([0.5, 0.8, -1.0], np.float32)
     acts = rng.uniform(-2, 2, (3, 15, 1)).astype(np.float32)
-    c = rt.default_cost.merged({"uncertainty_weight": 0.7}, 3, 1)
+    c = rt.default_cost.merged({"uncertainty_weight": 0.7, "linear": [0.3, -0.2, 0.1]}, 3, 1)
     w_cov = 0.2 * np.eye(rt.feature_dim, dtype=np.float32)  # risk term: 0.7 * 0.2 * |phi|^2 per step
     costs, states = rt.dynamics.rollout(obs, rt.h0, rt.W0, acts, CostTerms.build(c, 15, rt.feature_dim, w_cov))
     with torch.no_grad():
@@ -79,7 +80,7 @@ def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, m
                 total += 0.7 * 0.2 * float((phi**2).sum())
                 x = model.next_obs(x, out)
                 w = c.terminal_weight if t == 14 else 1.0
-                total += w * float((((x[0].numpy() - c.target) ** 2) * c.q).sum())
+                total += w * float((((x[0].numpy() - c.target) ** 2) * c.q).sum() + x[0].numpy() @ c.linear)
                 total += float((acts[n, t] ** 2 * c.r).sum()) - c.reward_weight * float(model.reward(out)[0])
                 np.testing.assert_allclose(states[n, t], x[0].numpy(), atol=1e-4)
             assert costs[n] == pytest.approx(total, rel=1e-4, abs=1e-4)

@@ -20,8 +20,9 @@ def test_simulated_rollouts_are_the_envs_own_steps_and_costs(name, params):
     obs, _ = env.reset(seed=0)
     sim = SimulatorDynamics(fam.make_env(params, "default"), hidden_size=4, feature_dim=4, threads=2)
     actions = np.random.default_rng(0).uniform(-1, 1, (3, 10, env.action_space.shape[0])).astype(np.float32)
-    cost = Cost.from_dict({**fam.default_cost.to_dict(), "reward_weight": 1.0, "terminal_weight": 2.0},
-                          len(obs), actions.shape[-1])
+    cost = Cost.from_dict({**fam.default_cost.to_dict(), "reward_weight": 1.0, "terminal_weight": 2.0,
+                           "reward_source": "learned", "q": [1e-3] * len(obs), "r": [0.01] * actions.shape[-1]},
+                          len(obs), actions.shape[-1])  # the simulator's "learned" reward is the env's own
     terms = CostTerms.build(cost, 10, 4)
     costs, states = sim.rollout(obs, np.zeros(4), np.zeros((4, 5)), actions, terms)
     assert costs.shape == (3,) and states.shape == (3, 10, len(obs))
@@ -36,6 +37,13 @@ def test_simulated_rollouts_are_the_envs_own_steps_and_costs(name, params):
     expected = (weights * dev * dev * terms.q).sum() + (actions[1] ** 2 * terms.r).sum() - sum(r for _, r in stepped)
     # the ant's reward reads the torso's position, the engine the root joint's: equal to ~1e-3 per step
     assert costs[1] == pytest.approx(expected, rel=1e-4 if name != "ant" else 1e-3)
+    # the family's default: its closed-form reward (reward_source 'known'), a linear term on the states
+    known = CostTerms.build(Cost.from_dict({**fam.default_cost.to_dict(), "terminal_weight": 2.0}, len(obs),
+                                           actions.shape[-1]), 10, 4)
+    assert known.reward_weight[0] == 0 and np.count_nonzero(known.linear) == 1
+    k_costs, _ = sim.rollout(obs, np.zeros(4), np.zeros((4, 5)), actions, known)
+    expected = (weights[:, 0] * (true_states @ known.linear)).sum() + (actions[1] ** 2 * known.r).sum()
+    assert k_costs[1] == pytest.approx(expected, rel=1e-4)
 
 
 def test_only_mujoco_envs_have_a_simulator_to_plan_with():

@@ -3,7 +3,9 @@
 import dataclasses
 
 import numpy as np
+import pytest
 from mbmrl.train.checkpoint import Checkpoint
+from mbmrl.train.config import PROTOCOLS, TrainConfig, with_protocol
 from mbmrl.train.explore import collect_mpc
 from mbmrl.train.families import get_family
 
@@ -27,3 +29,26 @@ def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run)
     first = segs.obs[segs.task_ids == 100][0, 0]
     assert first[0] < -0.8
     assert model.training  # collection plans in eval mode and hands the model back in training mode
+
+
+def test_exploring_on_the_exported_model_flies_as_the_torch_model_does(tiny_run, tmp_path):
+    """`--mpc-engine onnx` exports the model in training each round: the same plans, to float tolerance."""
+    ckpt = Checkpoint.load(tiny_run / "model.pt")
+    model = ckpt.model().train()
+    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+    runs = {engine: collect_mpc(model, facts, get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50,
+                                noise=0.1, rng=np.random.default_rng(0), first_task_id=0, progress=False,
+                                engine=engine, workdir=tmp_path / "explore")
+            for engine in ("torch", "onnx")}
+    assert (tmp_path / "explore" / "artifact" / "manifest.json").exists()
+    # chaotic closed loop: compare the first steps, before float differences can grow
+    np.testing.assert_allclose(runs["onnx"].actions[0, :20], runs["torch"].actions[0, :20], atol=1e-3)
+
+
+def test_the_cadm_protocol_fills_only_the_fields_left_at_their_defaults():
+    cfg = with_protocol(TrainConfig(protocol="cadm", mpc_rounds=2))
+    assert (cfg.n_tasks, cfg.episodes_per_task, cfg.mpc_tasks, cfg.mpc_engine) == (10, 1, 10, "onnx")
+    assert cfg.mpc_rounds == 2  # given on the command line: kept
+    assert 10 * (1 + PROTOCOLS["cadm"]["mpc_rounds"]) * 1000 == 200_000  # CaDM's MuJoCo budget in steps
+    with pytest.raises(ValueError, match="--protocol must be one of"):
+        TrainConfig(protocol="pets")

@@ -2,6 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from mbmrl.runtime.cost import Cost
 from mbmrl.train.families import get_family
 from mbmrl.train.families.halfcheetah import (
     FORWARD_VELOCITY_INDEX,
@@ -121,7 +122,28 @@ def test_halfcheetah_family():
     assert len(cost.q) == len(cost.target) == len(family.obs_names) == 17
     assert len(cost.r) == len(family.action_names) == 6
     assert family.obs_names[FORWARD_VELOCITY_INDEX] == "rootx_vel"
-    assert cost.target[FORWARD_VELOCITY_INDEX] == 8.0 and cost.reward_weight == 0.0
+    assert cost.reward_source == "known" and cost.reward_weight == 1.0
+
+
+@pytest.mark.parametrize("family_fn", [halfcheetah_family, cripple_halfcheetah_family])
+def test_the_known_reward_is_the_envs_reward(family_fn):
+    """The cost's closed-form reward (what the planner maximizes under reward_source 'known') tracks the
+    env's own reward along an episode: same control cost, forward velocity instead of the step's displacement."""
+    family = family_fn()
+    cost = Cost.from_dict(family.default_cost.to_dict(), 17, 6)
+    env = family.make_env(family.test_tasks()[0][1], family.eval_start)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    known, actual = [], []
+    for _ in range(200):
+        a = rng.uniform(-1, 1, 6).astype(np.float32)
+        obs, r, *_ = env.step(a)
+        known.append(cost.reward.linear @ obs - cost.reward.r @ (a * a))
+        actual.append(r)
+    env.close()
+    known, actual = np.array(known), np.array(actual)
+    assert np.corrcoef(known, actual)[0, 1] > 0.9
+    assert abs(known.sum() - actual.sum()) < 0.1 * np.abs(actual).sum() + 10
 
 
 def test_cripple_family():

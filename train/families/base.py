@@ -76,10 +76,15 @@ class CostSpec:
     terminal_weight: float = 1.0
     reward_weight: float = 0.0
     uncertainty_weight: float = 0.0
+    reward_linear: tuple[float, ...] | None = None
+    """The family's reward in closed form, where it has one: r = reward_linear . next_obs - a^T diag(reward_r) a
+    (e.g. forward velocity minus the control cost); sessions plan with it under reward_source 'known'."""
+    reward_r: tuple[float, ...] | None = None
+    reward_source: str = "learned"
 
     def to_dict(self) -> dict:
         """As a JSON object (the runtime's `Cost.from_dict` reads it)."""
-        return {
+        d = {
             "target": list(self.target),
             "q": list(self.q),
             "r": list(self.r),
@@ -87,6 +92,11 @@ class CostSpec:
             "reward_weight": self.reward_weight,
             "uncertainty_weight": self.uncertainty_weight,
         }
+        if self.reward_linear is not None:
+            d["reward"] = {"linear": list(self.reward_linear), "r": list(self.reward_r or (0.0,) * len(self.r))}
+        if self.reward_source != "learned":
+            d["reward_source"] = self.reward_source
+        return d
 
 
 @dataclass(frozen=True)
