@@ -181,12 +181,12 @@ class RequestModels(NamedTuple):
 
 def build_request_models(
     obs_dim: int, action_dim: int, modes: list[str], horizons: list[int], norm: Normalization | None = None,
-    max_plan_work: int | None = None, references: bool = False,
+    max_plan_work: int | None = None, references: bool = False, reward_sources: tuple[str, ...] = ("learned",),
 ) -> RequestModels:
     """Strict request bodies with this artifact's dimensions, modes and horizons; with `norm`, observations
     and rewards are bounded to what the runtime accepts (`api_types.state_bounds`); `max_plan_work` is stated
     in the planner's schema (the server checks it: JSON Schema cannot state a product of fields); with
-    `references`, sessions can be created holding a reference trajectory."""
+    `references`, sessions can be created holding a reference trajectory; `reward_sources` those a cost may name."""
     bounds = state_bounds(norm) if norm else ([-F32_MAX] * obs_dim, [F32_MAX] * obs_dim)
     Obs = vector(obs_dim, "obs_dim", bounds=bounds)
     Action = vector(action_dim, "action_dim")
@@ -230,9 +230,8 @@ def build_request_models(
         reward_weight: float | None = Field(None, ge=-1e6, le=1e6)
         uncertainty_weight: float | None = Field(None, ge=0, le=1e6)
         linear: vector(obs_dim, "obs_dim", Annotated[float, Field(ge=-1e6, le=1e6)]) | None = None  # type: ignore[valid-type]
-        reward_source: Literal["learned", "known"] | None = Field(
-            None, description="'known': plan with the family's closed-form reward (GET /v1/model: "
-                              "default_cost.reward), where it declares one")
+        reward_source: Literal[reward_sources] | None = Field(  # type: ignore[valid-type]
+            None, description="'known' (where the artifact declares default_cost.reward): plan with that reward")
 
         @field_validator("target", mode="before")
         @classmethod

@@ -131,7 +131,9 @@ def create_app(
     m: RequestModels = build_request_models(obs_dim=manifest.obs_dim, action_dim=manifest.action_dim,
                                             modes=sorted(manifest.modes), horizons=manifest.horizons,
                                             norm=manifest.normalization, max_plan_work=max_plan_work,
-                                            references=manifest.reference is not None)
+                                            references=manifest.reference is not None,
+                                            reward_sources=("learned", "known") if manifest.default_cost.get("reward")
+                                            else ("learned",))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

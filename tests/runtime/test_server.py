@@ -115,7 +115,7 @@ def test_healthz_and_model(server):
     assert set(m["modes"]) == {"none", "recurrent", "gradient", "bayes"}
     assert m["obs_names"] == ["cos_theta", "sin_theta", "theta_dot"] and m["family"] == "pendulum"
     assert m["default_mode"] in m["modes"] and m["default_planner"]["horizon"] in m["horizons"]
-    assert len(m["default_cost"]["q"]) == 3 and m["format_version"] == 2
+    assert len(m["default_cost"]["q"]) == 3 and m["format_version"] == 3
 
 
 def test_round_trip(server):
@@ -208,6 +208,8 @@ def test_non_finite_numbers_are_422_not_500(server, sid, route, template, field,
     ("act", {"obs": OBS, "cost": {"q": [1, -1, 0]}}, "q", "greater than or equal to 0"),
     ("act", {"obs": OBS, "cost": {"r": [1, 1]}}, "r", "1"),
     ("act", {"obs": OBS, "cost": {"terminal_weight": "1"}}, "terminal_weight", "number"),
+    ("act", {"obs": OBS, "cost": {"linear": [1, 2]}}, "linear", "3"),
+    ("act", {"obs": OBS, "cost": {"reward_source": "known"}}, "reward_source", "learned"),  # pendulum: learned only
     ("act", {"obs": OBS, "planner": {"horizon": 20}}, "horizon", "15 or 30"),
     ("act", {"obs": OBS, "planner": {"samples": 8193}}, "samples", "8192"),
     ("act", {"obs": OBS, "planner": {"samples": 1.5}}, "samples", "integer"),
