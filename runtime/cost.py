@@ -136,4 +136,5 @@ class Cost:
         if self.reward_source != "known" or self.reward is None:
             return linear, self.r.astype(np.float32), self.reward_weight
         w = self.reward_weight  # cost -= w * (reward.linear^T o - a^T diag(reward.r) a)
-        return (linear - w * self.reward.linear).astype(np.float32), (self.r + w * self.reward.r).astype(np.float32), 0.0
+        folded = (linear - w * self.reward.linear, self.r + w * self.reward.r)
+        return folded[0].astype(np.float32), folded[1].astype(np.float32), 0.0

@@ -33,7 +33,7 @@ JOINTS = tuple(f"{leg}_{j}" for leg in LEGS for j in ("hip", "ankle"))  # qpos o
 OBS_NAMES = (("torso_z", "qw", "qx", "qy", "qz") + JOINTS
              + ("vx", "vy", "vz", "wx", "wy", "wz") + tuple(f"{j}_vel" for j in JOINTS))
 # chosen from the planner ceiling (docs/results.md), as for the half-cheetah
-PLANNER = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
+PLANNER: dict[str, float | str] = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
 SCALED = (slice(2, 5), slice(5, 8))  # the front legs' bodies (and the same indices of dof_damping, as CaDM)
 INVERSE = (slice(8, 11), slice(11, 14))  # the back legs'
 

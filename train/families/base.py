@@ -116,7 +116,7 @@ class TaskFamily:
     obs_names: tuple[str, ...]
     action_names: tuple[str, ...]
     eval_start: str = "default"
-    default_planner: Mapping[str, float] = field(default_factory=dict)
+    default_planner: Mapping[str, float | str] = field(default_factory=dict)
     description: str = ""
     reference: ReferenceLayout | None = None
     """Which obs entries a reference trajectory feeds (position, velocity) and the control period; None: the

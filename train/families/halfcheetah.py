@@ -62,7 +62,7 @@ OBS_NAMES = (
     + tuple(f"{joint}_vel" for joint in ACTION_NAMES)
 )
 # chosen from the planner ceiling (docs/results.md): CEM, 200 candidates over 30 steps as CaDM, 3 iterations
-PLANNER = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
+PLANNER: dict[str, float | str] = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
 
 
 def _cheetah(env: gym.Env) -> HalfCheetahEnv:
