@@ -1,6 +1,7 @@
 """Model-based exploration: MPC with the model in training collects on-policy segments of new tasks."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -52,3 +53,23 @@ def test_the_cadm_protocol_fills_only_the_fields_left_at_their_defaults():
     assert 10 * (1 + PROTOCOLS["cadm"]["mpc_rounds"]) * 1000 == 200_000  # CaDM's MuJoCo budget in steps
     with pytest.raises(ValueError, match="--protocol must be one of"):
         TrainConfig(protocol="pets")
+
+
+def test_the_cadm_schedule_runs_on_mujoco_at_a_tiny_budget(tmp_path):
+    """`mbmrl train --family halfcheetah --protocol cadm` with its rounds cut to one: random then MPC-collected
+    1000-step episodes, the exploring model exported and planning with the family's reward and CEM 200 x 30."""
+    from mbmrl.runtime.loader import load
+    from mbmrl.train.data import Segments
+    from mbmrl.train.trainer import train
+
+    cfg = TrainConfig(family="halfcheetah", protocol="cadm", out=str(tmp_path / "run"), n_tasks=2, mpc_rounds=1,
+                      mpc_tasks=1, iters=10, mpc_iters=5, hidden_size=8, feature_dim=8, mlp_width=32, batch_size=8,
+                      oracle=False, progress=False, tensorboard=False)
+    run = train(cfg)
+    segs = Segments.load(run / "data.npz")
+    assert len(set(segs.task_ids)) == 3 and segs.obs.shape[:2] == (3 * (1000 // 64), 64)  # 3 whole episodes
+    rt = load(run / "explore" / "artifact")
+    assert rt.default_planner.method == "cem" and rt.default_planner.horizon == 30 and rt.horizons == [30]
+    assert rt.default_cost.reward_source == "known"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["protocol"] == "cadm" and saved["mpc_engine"] == "onnx" and saved["episodes_per_task"] == 1
