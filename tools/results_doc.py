@@ -31,6 +31,10 @@ TRACKING_LINK = ("Trajectory tracking in wind (figure eight and hover, Neural-Fl
                  "PID and Neural-Fly's published table): `docs/tracking.md`, from `mbmrl eval --control-tasks`.")
 
 
+CADM_LINK = ("MuJoCo locomotion at CaDM's own 200k-step schedule (`mbmrl train --protocol cadm`), in the layout of "
+             "CaDM's Table 1, moderate and extreme: `docs/cadm.md`, from `tools/cadm_table.py`.")
+
+
 def train_command(tc: dict) -> str:
     """The `mbmrl train` command that reproduces a resolved TrainConfig (non-default flags only)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -178,7 +182,7 @@ def main() -> None:
     summary = ["Summary: best adaptive mode's one-step NMSE relative to `none` after 16 and 50 context "
                "transitions, and the MPC return (mean over test tasks × seeds) of `none` → the best adaptive mode.",
                "", "| evaluation | NMSE @16 | NMSE @50 | return |", "|---|---|---|---|", *rows, "",
-               TRACKING_LINK, ""]
+               TRACKING_LINK, "", CADM_LINK, ""]
     doc += summary + sections
     for g in args.grbal:
         doc += grbal_lines(json.loads(Path(g).read_text()))
