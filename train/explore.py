@@ -16,7 +16,7 @@ from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.session import Session
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, manifest_for
 from .data import Segments, to_segments
 from .episode import Episode, run_episode
 from .families import TaskFamily, sample_params
@@ -49,7 +49,7 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt.save(workdir / "model.pt")
-    horizon = torch_runtime(model, ckpt).default_planner.horizon
+    horizon = int(manifest_for(model, ckpt).default_planner["horizon"])
     export_checkpoint(workdir / "model.pt", workdir / "artifact", ExportConfig(horizons=(horizon,)))
     return load(workdir / "artifact")
 

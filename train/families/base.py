@@ -98,6 +98,14 @@ class CostSpec:
             d["reward_source"] = self.reward_source
         return d
 
+    @classmethod
+    def forward_reward(cls, obs_dim: int, action_dim: int, velocity_index: int, ctrl_cost: float) -> CostSpec:
+        """A runner's own reward as the cost (`reward_source` 'known'): obs[velocity_index] - ctrl_cost |a|^2."""
+        forward = [0.0] * obs_dim
+        forward[velocity_index] = 1.0
+        return cls(target=(0.0,) * obs_dim, q=(0.0,) * obs_dim, r=(0.0,) * action_dim, reward_weight=1.0,
+                   reward_linear=tuple(forward), reward_r=(ctrl_cost,) * action_dim, reward_source="known")
+
 
 @dataclass(frozen=True)
 class TaskFamily:

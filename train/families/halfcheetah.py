@@ -30,7 +30,7 @@ Default cost: the env's own reward, which is known in closed form on the observa
 obs[8] (qvel[0]; the env's reward uses the x displacement over the step, the same velocity averaged) minus
 0.1 |a|^2, declared as the cost's known reward (`reward_source` 'known'; 'learned' plans with the model's
 reward head instead). Planner: CEM with CaDM's 200 candidates and horizon 30, 3 iterations (the planner
-ceiling, `mbmrl eval --planner-ceiling`, measured it against MPPI and shorter horizons).
+ceiling, `tools/planner_ceiling.py`, measured it against MPPI and shorter horizons: docs/cadm.md).
 
 Start states: "default" is Gymnasium's (qpos + U(-0.1, 0.1), qvel + 0.1 N(0, 1));
 "cadm" is CaDM's (qpos and qvel + N(0, 0.001^2)), used for evaluation.
@@ -61,8 +61,10 @@ OBS_NAMES = (
     + ("rootx_vel", "rootz_vel", "rooty_vel")
     + tuple(f"{joint}_vel" for joint in ACTION_NAMES)
 )
-# chosen from the planner ceiling (docs/results.md): CEM, 200 candidates over 30 steps as CaDM, 3 iterations
+# chosen from the planner ceiling (docs/cadm.md): CEM, 200 candidates over 30 steps as CaDM, 3 iterations
 PLANNER: dict[str, float | str] = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
+# the default cost: the env's own reward, forward velocity minus the control cost (`reward_source` known)
+COST = CostSpec.forward_reward(len(OBS_NAMES), len(ACTION_NAMES), FORWARD_VELOCITY_INDEX, CTRL_COST)
 
 
 def _cheetah(env: gym.Env) -> HalfCheetahEnv:
@@ -162,15 +164,6 @@ def make_halfcheetah(params: Params, start: str = "default") -> gym.Env:
     return env
 
 
-def _cost() -> CostSpec:
-    """Plan with the env's own reward, known in closed form: obs[8] - 0.1 |a|^2 (`reward_source` 'known')."""
-    n_obs, n_act = len(OBS_NAMES), len(ACTION_NAMES)
-    forward = [0.0] * n_obs
-    forward[FORWARD_VELOCITY_INDEX] = 1.0
-    return CostSpec(target=(0.0,) * n_obs, q=(0.0,) * n_obs, r=(0.0,) * n_act, reward_weight=1.0,
-                    reward_linear=tuple(forward), reward_r=(CTRL_COST,) * n_act, reward_source="known")
-
-
 def _scales(values: tuple[float, float]) -> tuple[dict[str, Choice], ...]:
     return ({"mass_scale": Choice(values), "damping_scale": Choice(values)},)
 
@@ -178,7 +171,7 @@ def _scales(values: tuple[float, float]) -> tuple[dict[str, Choice], ...]:
 def _cheetah_family(name: str, train: dict, test_splits: dict, description: str) -> TaskFamily:
     """A HalfCheetah family: CaDM's start, cost and planner; the parameter spaces differ."""
     return TaskFamily(name=name, make_env=make_halfcheetah, train=train, test_splits=test_splits,
-                      episode_steps=EPISODE_STEPS, default_cost=_cost(), obs_names=OBS_NAMES,
+                      episode_steps=EPISODE_STEPS, default_cost=COST, obs_names=OBS_NAMES,
                       action_names=ACTION_NAMES, eval_start="cadm", default_planner=dict(PLANNER),
                       description=description)
 
