@@ -27,7 +27,7 @@ from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.planner import plan
 from onnx import helper, numpy_helper
 
-LAYERS = ("f2", "f3")  # the feature MLP's hidden (width x width) and output layers: `model.<layer>.weight`
+LAYERS = ("f2", "f3")  # the feature MLP's hidden (width x width) and output layers: `model[.members.k].<layer>.weight`
 
 
 class QuantizationError(ValueError):
@@ -58,7 +58,8 @@ def quantize_graph(src: Path, dst: Path, layers: tuple[str, ...]) -> int:
     for n in g.node:
         weight = n.input[1] if len(n.input) > 1 else ""
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        if n.op_type == "Gemm" and any(weight == f"model.{x}.weight" for x in layers) and attrs.get("transB") == 1 \
+        member_layer = weight.startswith("model.") and any(weight.endswith(f".{x}.weight") for x in layers)
+        if n.op_type == "Gemm" and member_layer and attrs.get("transB") == 1 \
                 and not attrs.get("transA") and attrs.get("alpha", 1.0) == attrs.get("beta", 1.0) == 1.0:
             wt = weight + ".T"
             if wt not in added:

@@ -108,6 +108,8 @@ class Manifest:
     action_names: tuple[str, ...] = ()
     description: str = ""
     gaussian_head: bool = False
+    ensemble: int = 1
+    """Feature-MLP members inside the rollout graphs (their mean cost plans); `features` is the members' mean."""
     oracle: OracleSpec | None = None
     graphs: dict[str, GraphSpec] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)

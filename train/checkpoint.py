@@ -92,7 +92,8 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ..
         modes=mode_specs(model, ckpt.config), default_mode="oracle" if model.oracle else "recurrent",
         default_cost=fam["default_cost"],
         default_planner={"method": "mppi", "iterations": 1, **fam["default_planner"], "horizon": horizon},
-        gaussian_head=bool(ckpt.config.get("gaussian_nll")), oracle=oracle, reference=reference_layout(fam),
+        gaussian_head=bool(ckpt.config.get("gaussian_nll")), ensemble=model.args.ensemble, oracle=oracle,
+        reference=reference_layout(fam),
         provenance={"task_family": fam["name"], "param_ranges": fam["param_ranges"], "seed": ckpt.config["seed"],
                     "train_config": ckpt.config},
     )

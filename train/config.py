@@ -42,6 +42,9 @@ class TrainConfig:
     hidden_size: int = field(default=64, metadata=_h("GRU belief size"))
     feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))
     mlp_width: int = field(default=128, metadata=_h("width of the feature MLP (96 in the edge profile: docs/edge.md)"))
+    ensemble: int = field(default=1, metadata=_h(
+        "K feature MLPs sharing the belief encoder and the head; the planner rolls every candidate through each "
+        "(trajectory sampling, K x the rollout compute) and averages the costs"))
     planner: str = field(default="", metadata=_h(
         "planner defaults the artifact ships, over the family's, e.g. 'samples=128' (the edge profile)"))
     # optimization
@@ -74,6 +77,8 @@ class TrainConfig:
         PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
         if self.protocol not in PROTOCOLS and self.protocol != "":
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)} (or empty), got {self.protocol!r}")
+        if self.ensemble < 1:
+            raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
         if self.mpc_engine not in ("torch", "onnx"):
             raise ValueError(f"--mpc-engine must be 'torch' or 'onnx', got {self.mpc_engine!r}")
         if self.data and not self.init:

@@ -27,45 +27,59 @@ class Batch:
 
 @dataclass
 class Encoded:
-    """What every loss needs: beliefs, features and normalized targets at every position."""
+    """What every loss needs: beliefs, features and normalized targets at every position.
+
+    `phis` are the members' features (K, B, L, D) and `phi` their mean (a plain model: K = 1, phi = phis[0]).
+    Adaptation runs on `phi`, as in the runtime; the losses score every member's prediction with the adapted
+    head, since every member plans.
+    """
 
     h: torch.Tensor  # (B, L, hidden)
     phi: torch.Tensor  # (B, L, D)
     y: torch.Tensor  # (B, L, P)
+    phis: torch.Tensor  # (K, B, L, D)
 
 
 def encode(model: DynamicsModel, b: Batch) -> Encoded:
     """Fold every segment through the encoder and compute features and targets at every position."""
     h = model.beliefs(b.obs, b.actions, b.next_obs, b.rewards, b.params)
-    return Encoded(h, model.features(b.obs, b.actions, h), model.targets(b.obs, b.next_obs, b.rewards))
+    y = model.targets(b.obs, b.next_obs, b.rewards)
+    if model.args.ensemble == 1:
+        phi = model.features(b.obs, b.actions, h)
+        return Encoded(h, phi, y, phi.unsqueeze(0))
+    phis = model.member_features(b.obs, b.actions, h)
+    return Encoded(h, phis.mean(0), y, phis)
 
 
 def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False) -> torch.Tensor:
-    """One-step error with h_t at every position, head at W0 (squared error, or Gaussian NLL)."""
-    err2 = (e.phi @ model.W0 - e.y) ** 2
+    """One-step error with h_t at every position and member, head at W0 (squared error, or Gaussian NLL)."""
+    err2 = (e.phis @ model.W0 - e.y) ** 2  # (K, B, L, P)
     if not gaussian:
         return err2.mean()
-    logvar = model.log_variance(e.phi)
+    logvar = model.log_variance(e.phis)
     return 0.5 * (err2 * torch.exp(-logvar) + logvar).mean()
 
 
 def none_loss(model: DynamicsModel, b: Batch, e: Encoded) -> torch.Tensor:
-    """Context-free error (h frozen at h0): trains h0 to be the best prior belief."""
+    """Context-free error (h frozen at h0), every member: trains h0 to be the best prior belief."""
     h0 = model.h0.expand_as(e.h)
-    phi0 = model.features(b.obs, b.actions, h0)
+    phi0 = model.features(b.obs, b.actions, h0).unsqueeze(0) if model.args.ensemble == 1 \
+        else model.member_features(b.obs, b.actions, h0)  # (K, B, L, D)
     return ((phi0 @ model.W0 - e.y) ** 2).mean()
 
 
 def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4) -> torch.Tensor:
-    """Open-loop K-step state error (normalized delta units), h and W0 held fixed as in the planner."""
-    L = b.obs.shape[1]
+    """Open-loop K-step state error (normalized delta units), h and W0 held fixed as in the planner; each
+    ensemble member rolls on its own."""
+    L, members = b.obs.shape[1], model.args.ensemble
     total = torch.zeros((), device=b.obs.device)
     for s in torch.randint(0, L - k + 1, (n_starts,)).tolist():
-        h_proj, x = model.fh(e.h[:, s]), b.obs[:, s]  # (B, width), (B, obs_dim)
-        for j in range(k):
-            x = model.step(x, b.actions[:, s + j], h_proj, model.W0)[0]
-            total = total + (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
-    return total / (n_starts * k)
+        for m in range(members):
+            h_proj, x = model.member(m).fh(e.h[:, s]), b.obs[:, s]  # (B, width), (B, obs_dim)
+            for j in range(k):
+                x = model.step(x, b.actions[:, s + j], h_proj, model.W0, m)[0]
+                total = total + (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
+    return total / (n_starts * k * members)
 
 
 def gradient_head(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor, steps: int) -> torch.Tensor:
@@ -88,8 +102,8 @@ def gradient_loss(model: DynamicsModel, e: Encoded, window: int, steps: int) -> 
     """
     L = e.phi.shape[1]
     m = int(torch.randint(1, min(window, L - 1) + 1, ()).item())
-    W = gradient_head(model, e.phi[:, :m], e.y[:, :m], steps)
-    return ((e.phi[:, m:] @ W - e.y[:, m:]) ** 2).mean()
+    W = gradient_head(model, e.phi[:, :m], e.y[:, :m], steps)  # (B, D, P)
+    return ((e.phis[:, :, m:] @ W - e.y[:, m:]) ** 2).mean()  # every member, (K, B, L-m, P)
 
 
 def bayes_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor):
@@ -147,7 +161,7 @@ def bayes_loss(model: DynamicsModel, e: Encoded, window: int, noise_prior: float
     L = e.phi.shape[1]
     m = int(torch.randint(0, min(window, L - 1) + 1, ()).item())
     W, cov = bayes_posterior(model, e.phi[:, :m], e.y[:, :m])
-    mean, var = bayes_predict(model, e.phi[:, m:], W, cov)
+    mean, var = bayes_predict(model, e.phis[:, :, m:], W, cov)  # every member: (K, B, L-m, P)
     if noise_prior <= 0:
         return (0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log())).mean()
     a, b = noise_scale_posterior(model, e.phi[:, :m], e.y[:, :m], W, noise_prior)

@@ -3,6 +3,11 @@
 Everything is explicit state: `beliefs` folds transitions into h, `features` maps
 (obs, action, h) to phi, the head is `phi @ W`. The runtime re-implements only the
 head algebra (numpy); encoder and features are exported to ONNX as they are here.
+
+An ensemble (`ModelArgs.ensemble` K > 1) has K feature MLPs sharing the encoder and the head: `features` is
+their mean, so `features @ W` is exactly the ensemble's mean one-step prediction (the head is linear) and every
+adaptation mode works unchanged on it, while `rollout_costs` propagates each candidate through every member
+(trajectory sampling, N x K) and averages the costs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ class ModelArgs:
     mlp_width: int = 128
     n_task_params: int = 0
     """> 0 makes an oracle model: h is the normalized true task parameters, no encoder."""
+    ensemble: int = 1
+    """K feature MLPs (members) sharing the belief encoder and the head."""
+
+
+class FeatureMLP(nn.Module):
+    """One member's feature MLP: (obs, action) and the projected belief -> phi without its constant 1."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, width: int, feature_dim: int):
+        super().__init__()
+        self.fx = nn.Linear(obs_dim + action_dim, width)
+        self.fh = nn.Linear(hidden_size, width, bias=False)  # h enters the first layer additively
+        self.f2 = nn.Linear(width, width)
+        self.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
 
 
 class DynamicsModel(nn.Module):
@@ -59,11 +77,15 @@ class DynamicsModel(nn.Module):
         if not self.oracle:
             self.gru = nn.GRU(2 * o + a + 1, self.hidden_size, batch_first=True)
         self.h0 = nn.Parameter(torch.zeros(self.hidden_size))
+        if args.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 members, got {args.ensemble}")
         w = args.mlp_width
-        self.fx = nn.Linear(o + a, w)
+        self.fx = nn.Linear(o + a, w)  # member 0's layers (the only member of a plain model)
         self.fh = nn.Linear(self.hidden_size, w, bias=False)  # h enters the first layer additively
         self.f2 = nn.Linear(w, w)
         self.f3 = nn.Linear(w, args.feature_dim - 1)  # + a constant 1 = the head's bias
+        self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, args.feature_dim)
+                                     for _ in range(args.ensemble - 1))  # members 1 .. K-1
         self.W0 = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
         nn.init.normal_(self.W0, std=0.01)
         # gradient mode: per-output inner step size (log-parameterized, so it stays positive)
@@ -126,16 +148,29 @@ class DynamicsModel(nn.Module):
         return torch.cat([h0.transpose(0, 1), hs], dim=1)  # (B, L, hidden)
 
     # ------------------------------------------------------------------ features and head
-    def features(self, obs, action, h) -> torch.Tensor:
-        """phi(obs, action, h) with a trailing constant 1. (..., feature_dim)."""
-        return self.features_from_projection(obs, action, self.fh(h))
+    def member(self, k: int) -> nn.Module:
+        """Member k's layers (`fx`, `fh`, `f2`, `f3`); member 0's are the model's own."""
+        return self if k == 0 else self.members[k - 1]
 
-    def features_from_projection(self, obs, action, h_proj) -> torch.Tensor:
-        """phi given h already projected by the first layer (`fh(h)`), so a planner computes it once."""
+    def features(self, obs, action, h) -> torch.Tensor:
+        """phi(obs, action, h) with a trailing constant 1, the mean over members. (..., feature_dim)."""
+        if self.args.ensemble == 1:
+            return self.features_from_projection(obs, action, self.fh(h))
+        return self.member_features(obs, action, h).mean(0)
+
+    def member_features(self, obs, action, h) -> torch.Tensor:
+        """Every member's phi(obs, action, h). (K, ..., feature_dim)."""
+        return torch.stack([self.features_from_projection(obs, action, self.member(k).fh(h), k)
+                            for k in range(self.args.ensemble)])
+
+    def features_from_projection(self, obs, action, h_proj, k: int = 0) -> torch.Tensor:
+        """Member k's phi given h already projected by its first layer (`member(k).fh(h)`), computed once by
+        a planner."""
+        m = self.member(k)
         x = torch.cat([(obs - self.obs_mean) / self.obs_std, (action - self.action_mean) / self.action_std], -1)
-        z = F.silu(self.fx(x) + h_proj)
-        z = F.silu(self.f2(z))
-        z = torch.tanh(self.f3(z))
+        z = F.silu(m.fx(x) + h_proj)
+        z = F.silu(m.f2(z))
+        z = torch.tanh(m.f3(z))
         return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
 
     def next_obs(self, obs, head_out) -> torch.Tensor:
@@ -146,10 +181,10 @@ class DynamicsModel(nn.Module):
         """Raw reward from normalized head output."""
         return head_out[..., self.args.obs_dim] * self.reward_std[0] + self.reward_mean[0]
 
-    def step(self, x, a, h_proj, W) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One open-loop model step (the one place it is written): x (B,O), a (B,A), h_proj = fh(h) (B or 1, width),
-        W (D,P) -> next x (B,O), phi (B,D), head output (B,P)."""
-        phi = self.features_from_projection(x, a, h_proj)
+    def step(self, x, a, h_proj, W, k: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One open-loop step of member k (the one place it is written): x (B,O), a (B,A), h_proj = member(k).fh(h)
+        (B or 1, width), W (D,P) -> next x (B,O), phi (B,D), head output (B,P)."""
+        phi = self.features_from_projection(x, a, h_proj, k)
         out = phi @ W
         return self.next_obs(x, out), phi, out
 
@@ -161,28 +196,42 @@ class DynamicsModel(nn.Module):
         reward_weight (1,), linear (O,) [, w_cov (D,D), uncertainty_weight (1,): the risk graph] -> costs (N,),
         states (N,H,O).
 
+        An ensemble rolls every sequence through each member (trajectory sampling, one particle per member) and
+        returns the mean cost and the mean predicted states over members.
+        """
+        args = (obs, h, W, actions, target, q, r, terminal_weight, reward_weight, linear, w_cov, uncertainty_weight)
+        if self.args.ensemble == 1:
+            return self._member_rollout(0, *args)
+        costs, states = zip(*(self._member_rollout(k, *args) for k in range(self.args.ensemble)), strict=True)
+        return torch.stack(costs).mean(0), torch.stack(states).mean(0)  # (N,), (N, H, O): over (K, ...)
+
+    def _member_rollout(self, k, obs, h, W, actions, target, q, r, terminal_weight, reward_weight, linear, w_cov,
+                        uncertainty_weight) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rollout_costs` through member k alone: costs (N,), states (N,H,O).
+
         The same math as stepping `step` H times, laid out for a small graph: normalization and the belief
         are folded into the first layer once per call, all actions are projected before the loop, the head's
         constant feature and output scaling are folded into its weights, and the costs are computed on the
         stacked states after the loop. Without w_cov there is no risk term (and no (D, D) product).
         """
+        m = self.member(k)
         n, horizon = actions.shape[:2]
-        o, width = self.args.obs_dim, self.fx.weight.shape[0]
+        o, width = self.args.obs_dim, m.fx.weight.shape[0]
         d1 = W.shape[0] - 1  # features before the constant 1
-        wx = self.fx.weight[:, :o] / self.obs_std  # (width, O): first layer on raw obs
-        wa = self.fx.weight[:, o:] / self.action_std  # (width, A): ... and on raw actions
+        wx = m.fx.weight[:, :o] / self.obs_std  # (width, O): first layer on raw obs
+        wa = m.fx.weight[:, o:] / self.action_std  # (width, A): ... and on raw actions
         wd, bd = W[:d1, :o] * self.delta_std, W[d1, :o] * self.delta_std + self.delta_mean  # raw delta head
         # the state before step t is obs + t * bd + e_t, with e_t the sum of the steps' z @ wd (e_0 = 0): the
         # constant parts enter the first layer through a per-step offset, computed once with all actions
         steps = torch.arange(horizon, dtype=obs.dtype, device=obs.device)[:, None]  # (H, 1)
-        c = self.fx.bias - wx @ self.obs_mean - wa @ self.action_mean + self.fh(h) + obs @ wx.T  # (1, width)
+        c = m.fx.bias - wx @ self.obs_mean - wa @ self.action_mean + m.fh(h) + obs @ wx.T  # (1, width)
         offset = c + steps * (bd @ wx.T)  # (H, width): h enters once per call
         pa = (actions @ wa.T + offset).reshape(n, horizon * width).split(width, dim=1)  # H x (N, width)
         es, zs = [], []
         e = None
         for t in range(horizon):
             pre = pa[t] if e is None else torch.addmm(pa[t], e, wx.T)  # (N, width)
-            z = torch.tanh(self.f3(F.silu(self.f2(F.silu(pre)))))  # (N, D-1)
+            z = torch.tanh(m.f3(F.silu(m.f2(F.silu(pre)))))  # (N, D-1)
             e = z @ wd if e is None else e + z @ wd  # (N, O); torch's addmm here loses digits the graph keeps
             es.append(e)
             zs.append(z)

@@ -1,0 +1,118 @@
+"""Ensembles (`mbmrl train --ensemble K`): K feature MLPs sharing the encoder and the head, trajectory sampling
+inside the one rollout graph, exported and served like every other artifact, composable with every mode."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mbmrl.export.config import ExportConfig
+from mbmrl.export.int8 import quantize_graph
+from mbmrl.export.onnx_export import export_run
+from mbmrl.runtime import CostTerms, Session, load
+from mbmrl.train.checkpoint import Checkpoint
+from mbmrl.train.config import TrainConfig
+from mbmrl.train.model import DynamicsModel, ModelArgs
+from mbmrl.train.torch_dynamics import torch_runtime
+from mbmrl.train.trainer import train
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def ensemble_artifact(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ens_run")
+    cfg = TrainConfig(out=str(run), n_tasks=8, episodes_per_task=1, iters=40, batch_size=16, seq_len=48,
+                      hidden_size=8, feature_dim=16, mlp_width=32, window=32, ensemble=K, oracle=False,
+                      rollout_steps=3, progress=False, tensorboard=False)
+    train(cfg)
+    return export_run(ExportConfig(run=str(run), out=str(tmp_path_factory.mktemp("ens") / "artifact"),
+                                   horizons=(15,)))
+
+
+def _members_stepped(model, obs, h, W, actions):
+    """Every member's open-loop states, stepped one at a time in torch: (K, N, H, O)."""
+    out = []
+    with torch.no_grad():
+        for k in range(model.args.ensemble):
+            x, hp, states = torch.as_tensor(obs)[None].expand(len(actions), -1), model.member(k).fh(h), []
+            for t in range(actions.shape[1]):
+                x = model.step(x, torch.as_tensor(actions[:, t]), hp, torch.as_tensor(W), k)[0]
+                states.append(x)
+            out.append(torch.stack(states, 1))
+    return torch.stack(out).numpy()
+
+
+def test_the_artifact_says_it_is_an_ensemble_and_passes_parity(ensemble_artifact):
+    m = json.loads((ensemble_artifact / "manifest.json").read_text())
+    assert m["ensemble"] == K
+    assert all(v < 1e-3 for k, v in m["parity"].items() if k != "tolerance")
+    model = Checkpoint.load(ensemble_artifact / "model.pt").model()
+    assert len(model.members) == K - 1
+
+
+def test_the_rollout_graph_plans_on_the_mean_cost_of_every_member(ensemble_artifact):
+    """Trajectory sampling: each candidate rolls through every member; the graph returns the members' mean
+    states and cost (here the quadratic cost, computed from each member's own states)."""
+    rt = load(ensemble_artifact)
+    model = Checkpoint.load(ensemble_artifact / "model.pt").model()
+    rng = np.random.default_rng(0)
+    obs = np.array([0.5, 0.8, -1.0], np.float32)
+    acts = rng.uniform(-2, 2, (4, 15, 1)).astype(np.float32)
+    cost = rt.default_cost.merged({"reward_weight": 0.0}, 3, 1)
+    terms = CostTerms.build(cost, 15, rt.feature_dim)
+    costs, states = rt.dynamics.rollout(obs, rt.h0, rt.W0, acts, terms)
+    members = _members_stepped(model, obs, torch.as_tensor(rt.h0)[None], rt.W0, acts)  # (K, N, H, O)
+    np.testing.assert_allclose(states, members.mean(0), atol=1e-4)
+    step_w = np.ones(15, np.float32)
+    step_w[-1] = terms.terminal_weight[0]
+    quad = (((members - terms.target) ** 2 * terms.q).sum(-1) * step_w).sum(-1)  # (K, N)
+    expected = quad.mean(0) + (acts**2 * terms.r).sum((1, 2))
+    np.testing.assert_allclose(costs, expected, rtol=1e-4, atol=1e-3)
+    # the members disagree (different initializations): otherwise the ensemble would be K copies of one model
+    assert np.abs(members[0] - members[1]).max() > 1e-3
+
+
+def test_features_are_the_members_mean_so_the_head_predicts_the_ensemble_mean(ensemble_artifact):
+    rt = load(ensemble_artifact)
+    model = Checkpoint.load(ensemble_artifact / "model.pt").model()
+    rng = np.random.default_rng(1)
+    obs, act = rng.normal(size=(5, 3)).astype(np.float32), rng.uniform(-2, 2, (5, 1)).astype(np.float32)
+    h = np.repeat(rt.h0[None], 5, 0)
+    phi = rt.dynamics.features(obs, act, h)  # (5, D) from ONNX
+    with torch.no_grad():
+        phis = model.member_features(*(torch.as_tensor(x) for x in (obs, act, h))).numpy()  # (K, 5, D)
+    np.testing.assert_allclose(phi, phis.mean(0), atol=1e-5)
+    np.testing.assert_allclose(phi @ rt.W0, (phis @ rt.W0).mean(0), atol=1e-5)
+
+
+def test_every_mode_runs_on_the_ensemble_and_both_engines_agree(ensemble_artifact):
+    onnx_rt = load(ensemble_artifact)
+    torch_rt = torch_runtime(Checkpoint.load(ensemble_artifact / "model.pt").model(),
+                             Checkpoint.load(ensemble_artifact / "model.pt"))
+    rng = np.random.default_rng(2)
+    assert set(onnx_rt.modes) == {"none", "recurrent", "gradient", "bayes"}
+    for mode in onnx_rt.modes:
+        a, b = Session(onnx_rt, mode, seed=3), Session(torch_rt, mode, seed=3)
+        for _ in range(5):
+            obs = rng.uniform(-1, 1, 3).astype(np.float32)
+            act = rng.uniform(-2, 2, 1).astype(np.float32)
+            nxt = obs + rng.normal(0, 0.1, 3).astype(np.float32)
+            assert a.observe(obs, act, nxt, -1.0) == pytest.approx(b.observe(obs, act, nxt, -1.0), rel=1e-4, abs=1e-6)
+        ra, rb = a.act(obs), b.act(obs)
+        assert np.isfinite(ra.action).all()
+        np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
+
+
+def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
+    n = quantize_graph(ensemble_artifact / "rollout.onnx", tmp_path / "q.onnx", ("f2",))
+    assert n == K * 15  # one f2 per member and step
+
+
+def test_a_plain_model_has_no_member_parameters_and_old_checkpoints_load():
+    m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, mlp_width=8))
+    assert not any(k.startswith("members.") for k in m.state_dict())
+    args = {k: v for k, v in m.checkpoint()["args"].items() if k != "ensemble"}  # written before ensembles
+    DynamicsModel.from_checkpoint({"args": args, "state_dict": m.state_dict()})
+    with pytest.raises(ValueError, match="ensemble"):
+        TrainConfig(ensemble=0)
