@@ -24,7 +24,9 @@ class TrainConfig:
     n_tasks: int = field(default=120, metadata=_h("training tasks sampled from the family's train space"))
     episodes_per_task: int = field(default=2, metadata=_h("random-action episodes collected per task"))
     seq_len: int = field(default=64, metadata=_h("segment length L: context and targets come from one segment"))
-    collect_envs: int = field(default=1, metadata=_h("parallel Gymnasium envs for data collection (1 = sequential)"))
+    collect_envs: int = field(default=1, metadata=_h(
+        "parallel Gymnasium envs for data collection (1 = sequential): a vector env for the random data, "
+        "tasks flown at once on threads in the MPC rounds"))
     val_frac: float = field(default=0.1, metadata=_h("fraction of training tasks held out for validation"))
     mpc_rounds: int = field(default=0, metadata=_h(
         "model-based exploration rounds after the random data: MPC with the model collects on-policy data "

@@ -8,6 +8,7 @@ belief folds each transition as on the device) over the torch engine.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,25 +57,37 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
-                progress: bool = True, engine: str = "torch", workdir: Path | None = None) -> Segments:
+                progress: bool = True, engine: str = "torch", workdir: Path | None = None,
+                workers: int = 1) -> Segments:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
     and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first).
 
-    `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights).
+    `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights). With `workers` > 1 tasks
+    fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
+    generator, seeded from `rng` up front, so the data do not depend on `workers`.
     """
     was_training = model.training
     model.eval()
     rt = exploration_runtime(model, facts, engine, workdir)
-    episodes, params, task_ids = [], [], []
-    for i in tqdm(range(n_tasks), desc="collect (MPC)", disable=not progress, leave=False):
-        p = sample_params(family.train, rng)
+    task_rngs = [np.random.default_rng(int(rng.integers(2**63))) for _ in range(n_tasks)]
+
+    def fly(i: int) -> list[tuple[dict, list[float]]]:
+        task_rng = task_rngs[i]
+        p = sample_params(family.train, task_rng)
         env = family.make_env(p, family.eval_start)
+        out = []
         for _ in range(episodes_per_task):
-            session = Session(rt, "recurrent", seed=int(rng.integers(2**31)))
-            ep = mpc_episode(session, env, family.episode_steps, noise, rng, seed=int(rng.integers(2**31)))
-            episodes.append(ep.arrays())
-            params.append([p[k] for k in family.param_names])
-            task_ids.append(first_task_id + i)
+            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)))
+            ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)))
+            out.append((ep.arrays(), [p[k] for k in family.param_names]))
         env.close()
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        flown = list(tqdm(pool.map(fly, range(n_tasks)), total=n_tasks, desc="collect (MPC)",
+                          disable=not progress, leave=False))
+    episodes = [ep for task in flown for ep, _ in task]
+    params = [pr for task in flown for _, pr in task]
+    task_ids = [first_task_id + i for i, task in enumerate(flown) for _ in task]
     model.train(was_training)
     return to_segments(episodes, params, task_ids, seg_len, family.param_names)

@@ -148,9 +148,9 @@ class DynamicsModel(nn.Module):
         return torch.cat([h0.transpose(0, 1), hs], dim=1)  # (B, L, hidden)
 
     # ------------------------------------------------------------------ features and head
-    def member(self, k: int) -> nn.Module:
+    def member(self, k: int) -> FeatureMLP | DynamicsModel:
         """Member k's layers (`fx`, `fh`, `f2`, `f3`); member 0's are the model's own."""
-        return self if k == 0 else self.members[k - 1]
+        return self if k == 0 else cast(FeatureMLP, self.members[k - 1])
 
     def features(self, obs, action, h) -> torch.Tensor:
         """phi(obs, action, h) with a trailing constant 1, the mean over members. (..., feature_dim)."""

@@ -322,7 +322,7 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))
         new = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
                           first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress,
-                          engine=cfg.mpc_engine, workdir=out / "explore") \
+                          engine=cfg.mpc_engine, workdir=out / "explore", workers=cfg.collect_envs) \
             if dist.is_main() else None
         new = dist.broadcast_from_main(new)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])

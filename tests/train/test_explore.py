@@ -17,15 +17,18 @@ def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run)
     facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
     fam = get_family("pendulum")
 
-    def run():
+    def run(workers=1):
         return collect_mpc(model, facts, fam, n_tasks=2, episodes_per_task=1, seg_len=50, noise=0.1,
-                           rng=np.random.default_rng(0), first_task_id=100, progress=False)
+                           rng=np.random.default_rng(0), first_task_id=100, progress=False, workers=workers)
 
     segs = run()
     assert segs.obs.shape == (2 * 4, 50, 3) and set(segs.task_ids) == {100, 101}
     assert np.abs(segs.actions).max() <= 2.0  # Pendulum's torque bound
     np.testing.assert_array_equal(segs.next_obs[:, :-1], segs.obs[:, 1:])  # one episode per task: contiguous
     np.testing.assert_array_equal(run().actions, segs.actions)  # seeded: the same data again
+    two = run(workers=2)  # tasks flown at once on threads: the same data, in the same order
+    np.testing.assert_array_equal(two.actions, segs.actions)
+    np.testing.assert_array_equal(two.task_ids, segs.task_ids)
     # the first observation of every task comes from the family's evaluation start (hanging down)
     first = segs.obs[segs.task_ids == 100][0, 0]
     assert first[0] < -0.8
