@@ -140,6 +140,7 @@ def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | N
 
     Its dynamics is the model's one-step function (`DynamicsModel.step`) on a state that carries the
     predicted reward along, so its running cost is ours: quadratic state and action terms minus the reward.
+    An ensemble's state holds every member's (K x (O+1)) and the cost is the members' mean, as in our graph.
     """
     try:
         from pytorch_mppi import MPPI
@@ -155,23 +156,29 @@ def pytorch_mppi_act(artifact: str, threads: int, planner: dict) -> Callable | N
     target, q = torch.as_tensor(terms.target[0]), torch.as_tensor(terms.q)
     r, reward_weight, linear = torch.as_tensor(terms.r), float(terms.reward_weight[0]), torch.as_tensor(terms.linear)
     W = torch.as_tensor(rt.W0)
-    with torch.no_grad():
-        h_proj = model.fh(torch.as_tensor(rt.h0)[None])  # (1, width): the belief enters once, as in our graph
+    members = model.args.ensemble
+    with torch.no_grad():  # (1, width) per member: the belief enters once, as in our graph
+        h_proj = [model.member(k).fh(torch.as_tensor(rt.h0)[None]) for k in range(members)]
 
-    def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # (K, O+1), (K, A) -> (K, O+1)
-        nxt, _, out = model.step(state[:, :o], action, h_proj, W)
-        return torch.cat([nxt, model.reward(out).reshape(-1, 1)], dim=1)
+    def dynamics(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # (N, K*(O+1)), (N, A) -> same
+        out = []
+        for k, x in enumerate(state.split(o + 1, dim=1)):
+            nxt, _, head = model.step(x[:, :o], action, h_proj[k], W, k)
+            out += [nxt, model.reward(head).reshape(-1, 1)]
+        return torch.cat(out, dim=1)
 
-    def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # -> (K,)
-        return (((state[:, :o] - target) ** 2) @ q + state[:, :o] @ linear + (action**2) @ r
-                - reward_weight * state[:, o])
+    def running_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # -> (N,)
+        x = state.reshape(len(state), members, o + 1)  # (N, K, O+1)
+        per_member = ((x[..., :o] - target) ** 2) @ q + x[..., :o] @ linear - reward_weight * x[..., o]  # (N, K)
+        return per_member.mean(1) + (action**2) @ r
 
     half = torch.as_tensor((rt.action_high - rt.action_low) / 2)
-    mppi = MPPI(dynamics, running_cost, o + 1, noise_sigma=torch.diag((planner.get("noise_scale", 0.5) * half) ** 2),
+    sigma = torch.diag((planner.get("noise_scale", 0.5) * half) ** 2)
+    mppi = MPPI(dynamics, running_cost, members * (o + 1), noise_sigma=sigma,
                 num_samples=n, horizon=horizon, lambda_=1.0, u_min=torch.as_tensor(rt.action_low),
                 u_max=torch.as_tensor(rt.action_high), device="cpu")
     obs, _ = bench_inputs(rt)
-    state = torch.as_tensor(np.concatenate([obs, [0.0]]).astype(np.float32))
+    state = torch.as_tensor(np.tile(np.concatenate([obs, [0.0]]), members).astype(np.float32))
 
     def act() -> np.ndarray:
         with torch.no_grad():

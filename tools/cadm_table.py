@@ -48,12 +48,20 @@ def rows(result: dict, label: str = "") -> list[str]:
     return out
 
 
+def ensemble_label(result: dict) -> str:
+    """', ensemble of K' when the evaluated artifact (its manifest, if still on disk) is an ensemble."""
+    manifest = Path(str(result.get("artifact", ""))) / "manifest.json"
+    k = json.loads(manifest.read_text()).get("ensemble", 1) if manifest.is_file() else 1
+    return f", ensemble of {k}" if k > 1 else ""
+
+
 def main(paths: list[str]) -> None:
     """Print the table for the eval directories in `paths`."""
     print("| family | ours: mode | ours, moderate | ours, extreme | CaDM: vanilla DM | +CaDM | PE-TS | PE-TS + CaDM |")
     print("|---|---|---|---|---|---|---|---|")
     for p in paths:
-        for row in rows(json.loads((Path(p) / "eval.json").read_text())):
+        result = json.loads((Path(p) / "eval.json").read_text())
+        for row in rows(result, ensemble_label(result)):
             print(row)
 
 
