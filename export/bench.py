@@ -70,7 +70,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             print("pytorch_mppi is not installed (pip install 'mbmrl[bench]'): skipping its column")
         else:
             res["act_pytorch_mppi_ms"] = timings(mppi, rep)[0]
-    flops = act_flops(rt, n, horizon)
+    flops = act_flops(rt, n, horizon, int(planner.get("iterations", 1)))
     res["act_mflop"] = flops / 1e6
     res["act_gflops"] = flops / (res["act_ms"] * 1e-3) / 1e9
     res["matmul_peak_gflops"] = matmul_peak_gflops(rt, n, cfg.threads)

@@ -48,13 +48,13 @@ def bench_inputs(rt: Runtime) -> tuple[np.ndarray, dict]:
     return obs, {"obs": obs, "action": action, "next_obs": nxt, "reward": 0.0}
 
 
-def act_flops(rt: Runtime, n: int, horizon: int) -> float:
-    """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps (its one
-    rollout call)."""
+def act_flops(rt: Runtime, n: int, horizon: int, iterations: int = 1) -> float:
+    """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps, through every
+    ensemble member, in each of the planner's `iterations` rollout calls."""
     w = rt.manifest.provenance["train_config"]["mlp_width"]
     o, a, d, p = rt.obs_dim, rt.action_dim, rt.feature_dim, rt.manifest.output_dim
     per = (o + a) * w + w * w + w * (d - 1) + d * p
-    return 2.0 * per * n * horizon
+    return 2.0 * per * n * horizon * rt.manifest.ensemble * iterations
 
 
 def matmul_peak_gflops(rt: Runtime, n: int, threads: int, repeats: int = 200) -> float:

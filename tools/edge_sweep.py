@@ -49,7 +49,7 @@ def main() -> None:
                 res = evaluate_artifact(cfg)
                 modes = [m.strip() for m in args.modes.split(",")]
                 row = {"artifact": art, "family": rt.manifest.family, "width": width, "samples": n, "beta": beta,
-                       "mflop": act_flops(rt, n, rt.default_planner.horizon) / 1e6,
+                       "mflop": act_flops(rt, n, rt.default_planner.horizon, rt.default_planner.iterations) / 1e6,
                        "return": {m: res["control"][m]["all"]["mean"] for m in modes},
                        "nmse16": {m: res["prediction"][m]["16"]["one_step_nmse"] for m in modes},
                        "nmse50": {m: res["prediction"][m]["50"]["one_step_nmse"] for m in modes},
