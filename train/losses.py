@@ -63,8 +63,7 @@ def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False) -> 
 def none_loss(model: DynamicsModel, b: Batch, e: Encoded) -> torch.Tensor:
     """Context-free error (h frozen at h0), every member: trains h0 to be the best prior belief."""
     h0 = model.h0.expand_as(e.h)
-    phi0 = model.features(b.obs, b.actions, h0).unsqueeze(0) if model.args.ensemble == 1 \
-        else model.member_features(b.obs, b.actions, h0)  # (K, B, L, D)
+    phi0 = model.member_features(b.obs, b.actions, h0)  # (K, B, L, D)
     return ((phi0 @ model.W0 - e.y) ** 2).mean()
 
 
