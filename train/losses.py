@@ -43,12 +43,9 @@ class Encoded:
 def encode(model: DynamicsModel, b: Batch) -> Encoded:
     """Fold every segment through the encoder and compute features and targets at every position."""
     h = model.beliefs(b.obs, b.actions, b.next_obs, b.rewards, b.params)
-    y = model.targets(b.obs, b.next_obs, b.rewards)
-    if model.args.ensemble == 1:
-        phi = model.features(b.obs, b.actions, h)
-        return Encoded(h, phi, y, phi.unsqueeze(0))
-    phis = model.member_features(b.obs, b.actions, h)
-    return Encoded(h, phis.mean(0), y, phis)
+    phis = model.member_features(b.obs, b.actions, h)  # (K, B, L, D)
+    phi = phis[0] if model.args.ensemble == 1 else phis.mean(0)
+    return Encoded(h, phi, model.targets(b.obs, b.next_obs, b.rewards), phis)
 
 
 def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False) -> torch.Tensor:

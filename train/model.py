@@ -37,15 +37,26 @@ class ModelArgs:
     """K feature MLPs (members) sharing the belief encoder and the head."""
 
 
+def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_size: int, width: int,
+                       feature_dim: int) -> None:
+    """Give `module` one member's feature layers `fx`, `fh`, `f2`, `f3` (the model itself holds member 0's)."""
+    module.fx = nn.Linear(obs_dim + action_dim, width)
+    module.fh = nn.Linear(hidden_size, width, bias=False)  # h enters the first layer additively
+    module.f2 = nn.Linear(width, width)
+    module.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
+
+
 class FeatureMLP(nn.Module):
-    """One member's feature MLP: (obs, action) and the projected belief -> phi without its constant 1."""
+    """One further member's feature MLP: (obs, action) and the projected belief -> phi without its constant 1."""
+
+    fx: nn.Linear
+    fh: nn.Linear
+    f2: nn.Linear
+    f3: nn.Linear
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, width: int, feature_dim: int):
         super().__init__()
-        self.fx = nn.Linear(obs_dim + action_dim, width)
-        self.fh = nn.Linear(hidden_size, width, bias=False)  # h enters the first layer additively
-        self.f2 = nn.Linear(width, width)
-        self.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
+        add_feature_layers(self, obs_dim, action_dim, hidden_size, width, feature_dim)
 
 
 class DynamicsModel(nn.Module):
@@ -62,6 +73,11 @@ class DynamicsModel(nn.Module):
     reward_std: torch.Tensor
     param_mean: torch.Tensor
     param_std: torch.Tensor
+    # member 0's feature layers (`add_feature_layers`)
+    fx: nn.Linear
+    fh: nn.Linear
+    f2: nn.Linear
+    f3: nn.Linear
 
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -80,10 +96,7 @@ class DynamicsModel(nn.Module):
         if args.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 members, got {args.ensemble}")
         w = args.mlp_width
-        self.fx = nn.Linear(o + a, w)  # member 0's layers (the only member of a plain model)
-        self.fh = nn.Linear(self.hidden_size, w, bias=False)  # h enters the first layer additively
-        self.f2 = nn.Linear(w, w)
-        self.f3 = nn.Linear(w, args.feature_dim - 1)  # + a constant 1 = the head's bias
+        add_feature_layers(self, o, a, self.hidden_size, w, args.feature_dim)  # member 0 (a plain model's only)
         self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, args.feature_dim)
                                      for _ in range(args.ensemble - 1))  # members 1 .. K-1
         self.W0 = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
