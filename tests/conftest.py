@@ -29,3 +29,30 @@ def tiny_artifact(tiny_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("artifact") / "artifact"
     return export_run(ExportConfig(run=str(tiny_run), out=str(out), horizons=(15, 30)))
+
+
+@pytest.fixture(scope="session")
+def sessions_agree():
+    """A check that one `Session` per mode over ONNX Runtime (`onnx_rt`) and over torch (`torch_rt`), same seed
+    and data, gives the same surprises, heads, plans and predicted states: parity of the whole controller."""
+    import numpy as np
+    from mbmrl.runtime import Session
+
+    def check(onnx_rt, torch_rt, rng: np.random.Generator, observes: int) -> None:
+        o, a_dim = onnx_rt.obs_dim, onnx_rt.action_dim
+        for mode in onnx_rt.modes:
+            a, b = Session(onnx_rt, mode, seed=3), Session(torch_rt, mode, seed=3)
+            for _ in range(observes):
+                obs = rng.uniform(-1, 1, o).astype(np.float32)
+                act = rng.uniform(-2, 2, a_dim).astype(np.float32)
+                nxt = obs + rng.normal(0, 0.1, o).astype(np.float32)
+                assert a.observe(obs, act, nxt, -1.0) == pytest.approx(b.observe(obs, act, nxt, -1.0), rel=1e-4,
+                                                                       abs=1e-6)
+            np.testing.assert_allclose(a.W, b.W, atol=1e-4)
+            for _ in range(3):
+                ra, rb = a.act(obs), b.act(obs)
+                assert np.isfinite(ra.action).all()
+                np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
+                np.testing.assert_allclose(ra.predicted_obs, rb.predicted_obs, atol=1e-3)
+
+    return check

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 from mbmrl.export.graphs import EncoderStep, Features, Rollout, example_inputs
-from mbmrl.runtime import CostTerms, Session, load
+from mbmrl.runtime import CostTerms, load
 from mbmrl.runtime.artifact import Params, sha256_file
 from mbmrl.runtime.dynamics import ROLLOUT_INPUTS, ROLLOUT_RISK_INPUTS, rollout_feeds
 from mbmrl.train.checkpoint import Checkpoint
@@ -86,23 +86,11 @@ def test_the_runtime_rollout_equals_stepping_the_model_in_torch(tiny_artifact, m
             assert costs[n] == pytest.approx(total, rel=1e-4, abs=1e-4)
 
 
-def test_the_same_session_on_both_engines_gives_the_same_actions(tiny_artifact, model):
+def test_the_same_session_on_both_engines_gives_the_same_actions(tiny_artifact, model, sessions_agree):
     """Parity of the whole controller: one `Session` over ONNX Runtime and over torch, same seed and data."""
     onnx_rt, torch_rt = load(tiny_artifact), torch_runtime(model, Checkpoint.load(tiny_artifact / "model.pt"))
     assert torch_rt.manifest.modes == onnx_rt.manifest.modes
-    rng = np.random.default_rng(1)
-    for mode in onnx_rt.modes:
-        a, b = Session(onnx_rt, mode, seed=3), Session(torch_rt, mode, seed=3)
-        for _ in range(6):
-            obs = rng.uniform(-1, 1, 3).astype(np.float32)
-            act = rng.uniform(-2, 2, 1).astype(np.float32)
-            nxt = obs + rng.normal(0, 0.1, 3).astype(np.float32)
-            assert a.observe(obs, act, nxt, -1.0) == pytest.approx(b.observe(obs, act, nxt, -1.0), rel=1e-4, abs=1e-6)
-        np.testing.assert_allclose(a.W, b.W, atol=1e-4)
-        for _ in range(3):
-            ra, rb = a.act(obs), b.act(obs)
-            np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
-            np.testing.assert_allclose(ra.predicted_obs, rb.predicted_obs, atol=1e-3)
+    sessions_agree(onnx_rt, torch_rt, np.random.default_rng(1), observes=6)
 
 
 def test_normalization_is_the_same_in_training_and_in_the_runtime(tiny_artifact, model):

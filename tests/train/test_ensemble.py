@@ -9,7 +9,7 @@ import torch
 from mbmrl.export.config import ExportConfig
 from mbmrl.export.int8 import quantize_graph
 from mbmrl.export.onnx_export import export_run
-from mbmrl.runtime import CostTerms, Session, load
+from mbmrl.runtime import CostTerms, load
 from mbmrl.train.checkpoint import Checkpoint
 from mbmrl.train.config import TrainConfig
 from mbmrl.train.model import DynamicsModel, ModelArgs
@@ -86,22 +86,12 @@ def test_features_are_the_members_mean_so_the_head_predicts_the_ensemble_mean(en
     np.testing.assert_allclose(phi @ rt.W0, (phis @ rt.W0).mean(0), atol=1e-5)
 
 
-def test_every_mode_runs_on_the_ensemble_and_both_engines_agree(ensemble_artifact):
+def test_every_mode_runs_on_the_ensemble_and_both_engines_agree(ensemble_artifact, sessions_agree):
     onnx_rt = load(ensemble_artifact)
-    torch_rt = torch_runtime(Checkpoint.load(ensemble_artifact / "model.pt").model(),
-                             Checkpoint.load(ensemble_artifact / "model.pt"))
-    rng = np.random.default_rng(2)
+    ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
+    torch_rt = torch_runtime(ckpt.model(), ckpt)
     assert set(onnx_rt.modes) == {"none", "recurrent", "gradient", "bayes"}
-    for mode in onnx_rt.modes:
-        a, b = Session(onnx_rt, mode, seed=3), Session(torch_rt, mode, seed=3)
-        for _ in range(5):
-            obs = rng.uniform(-1, 1, 3).astype(np.float32)
-            act = rng.uniform(-2, 2, 1).astype(np.float32)
-            nxt = obs + rng.normal(0, 0.1, 3).astype(np.float32)
-            assert a.observe(obs, act, nxt, -1.0) == pytest.approx(b.observe(obs, act, nxt, -1.0), rel=1e-4, abs=1e-6)
-        ra, rb = a.act(obs), b.act(obs)
-        assert np.isfinite(ra.action).all()
-        np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
+    sessions_agree(onnx_rt, torch_rt, np.random.default_rng(2), observes=5)
 
 
 def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
