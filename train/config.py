@@ -34,6 +34,9 @@ class TrainConfig:
     mpc_tasks: int = field(default=40, metadata=_h("new training tasks flown per exploration round"))
     mpc_iters: int = field(default=1000, metadata=_h("training iterations after each exploration round"))
     mpc_noise: float = field(default=0.1, metadata=_h("exploration noise on MPC actions (fraction of half-range)"))
+    renormalize: bool = field(default=False, metadata=_h(
+        "recompute the normalization statistics from all data after each exploration round (CaDM does): "
+        "on-policy states far outside the random data's range otherwise saturate the encoder's soft clip"))
     mpc_engine: str = field(default="torch", metadata=_h(
         "engine the exploring sessions plan on: 'torch' (the model in training) or 'onnx' (the model exported "
         "each round, verified against torch: about 3x faster planning on CPU)"))
@@ -57,6 +60,9 @@ class TrainConfig:
     gaussian_nll: bool = field(default=False, metadata=_h("Gaussian head: predict a log-variance, train by NLL"))
     rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
     multistep_weight: float = field(default=0.5, metadata=_h("weight of the multi-step loss"))
+    objective_weight: float = field(default=0.0, metadata=_h(
+        "extra weight on the one-step error of the outputs the planning cost reads (the family cost's reward "
+        "linear term and q; the reward output when it is learned): 0 = every output alike"))
     gradient_weight: float = field(default=0.5, metadata=_h("weight of the gradient-mode loss (0 = off)"))
     gradient_steps: int = field(default=2, metadata=_h("inner gradient steps k on the head"))
     bayes_weight: float = field(default=0.1, metadata=_h("weight of the Bayesian-head NLL (0 = off)"))

@@ -48,20 +48,25 @@ def encode(model: DynamicsModel, b: Batch) -> Encoded:
     return Encoded(h, phi, model.targets(b.obs, b.next_obs, b.rewards), phis)
 
 
-def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False) -> torch.Tensor:
-    """One-step error with h_t at every position and member, head at W0 (squared error, or Gaussian NLL)."""
+def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    """One-step error with h_t at every position and member, head at W0 (squared error, or Gaussian NLL);
+    `weight` (P,) scales each output's squared error (mean weight 1 keeps the loss's scale)."""
     err2 = (e.phis @ model.W0 - e.y) ** 2  # (K, B, L, P)
+    if weight is not None:
+        err2 = err2 * weight
     if not gaussian:
         return err2.mean()
     logvar = model.log_variance(e.phis)
     return 0.5 * (err2 * torch.exp(-logvar) + logvar).mean()
 
 
-def none_loss(model: DynamicsModel, b: Batch, e: Encoded) -> torch.Tensor:
+def none_loss(model: DynamicsModel, b: Batch, e: Encoded, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Context-free error (h frozen at h0), every member: trains h0 to be the best prior belief."""
     h0 = model.h0.expand_as(e.h)
     phi0 = model.member_features(b.obs, b.actions, h0)  # (K, B, L, D)
-    return ((phi0 @ model.W0 - e.y) ** 2).mean()
+    err2 = (phi0 @ model.W0 - e.y) ** 2  # (K, B, L, P)
+    return (err2 if weight is None else err2 * weight).mean()
 
 
 def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4) -> torch.Tensor:

@@ -12,9 +12,11 @@ adaptation mode works unchanged on it, while `rollout_costs` propagates each can
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -110,7 +112,7 @@ class DynamicsModel(nn.Module):
         self.V = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
 
     # ------------------------------------------------------------------ normalization
-    def set_normalization(self, stats: dict[str, torch.Tensor]) -> None:
+    def set_normalization(self, stats: Mapping[str, torch.Tensor | np.ndarray]) -> None:
         """Copy mean/std statistics (keys like 'obs_mean') into the buffers."""
         for k, v in stats.items():
             getattr(self, k).copy_(torch.as_tensor(v, dtype=torch.float32))

@@ -26,7 +26,7 @@ from .checkpoint import Checkpoint
 from .config import TrainConfig, with_protocol
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
-from .families import TaskFamily, box_bounds, get_family, sample_params
+from .families import CostSpec, TaskFamily, box_bounds, get_family, sample_params
 from .model import DynamicsModel, ModelArgs
 
 
@@ -92,11 +92,13 @@ def validation_errors(model: DynamicsModel, batch: L.Batch, context: int, cfg: T
     return out
 
 
-def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss."""
-    parts = {"recurrent": L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll)}
+def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig,
+               target_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss.
+    `target_weight` (P,) weighs the outputs in the prediction losses (`objective_weights`)."""
+    parts = {"recurrent": L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll, weight=target_weight)}
     if not model.oracle:
-        parts["none"] = cfg.none_weight * L.none_loss(model, b, e)
+        parts["none"] = cfg.none_weight * L.none_loss(model, b, e, weight=target_weight)
         if cfg.gradient_weight > 0:
             parts["gradient"] = cfg.gradient_weight * L.gradient_loss(model, e, cfg.window, cfg.gradient_steps)
         if cfg.bayes_weight > 0:
@@ -123,13 +125,29 @@ def rank_shard(batch_size: int) -> slice:
     return slice(dist.rank() * per_rank, (dist.rank() + 1) * per_rank)
 
 
+def objective_weights(cost: CostSpec, weight: float) -> np.ndarray | None:
+    """Per-output loss weights (obs_dim + 1,): 1 + `weight` on the outputs the planning cost reads (a nonzero
+    q or known-reward linear term; the reward output when the reward is learned), rescaled to mean 1.
+    None when `weight` is 0 (every output alike)."""
+    if weight == 0:
+        return None
+    reads = np.asarray(cost.q) != 0
+    if cost.reward_source == "known" and cost.reward_linear is not None:
+        reads = reads | (np.asarray(cost.reward_linear) != 0)
+    reads = np.append(reads, cost.reward_source == "learned" and cost.reward_weight != 0)
+    w = 1.0 + weight * reads.astype(np.float32)
+    return (w / w.mean()).astype(np.float32)
+
+
 def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
-        device: torch.device, rng: np.random.Generator, desc: str, writer=None) -> list[dict]:
+        device: torch.device, rng: np.random.Generator, desc: str, writer=None,
+        target_weight: np.ndarray | None = None) -> list[dict]:
     """Meta-train `model` on segments (data-parallel under torchrun); returns the logged history (rank 0's).
 
     Every rank draws the same global batch indices from the shared `rng` and trains on its slice;
     gradients are averaged over ranks, so N processes take the same steps as one with the whole batch.
     """
+    weight = None if target_weight is None else torch.as_tensor(target_weight, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iters, eta_min=cfg.lr * 0.05)
     val_batch = to_batch(segs, val_idx, device)
@@ -143,7 +161,7 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
         b = to_batch(segs, idx[shard], device)
         e = L.encode(model, b)  # float32: under autocast cuDNN's GRU would run in float16, without loss scaling
         with autocast(cfg, device):
-            parts = loss_parts(model, b, e, cfg)
+            parts = loss_parts(model, b, e, cfg, weight)
             loss = functools.reduce(operator.add, parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -313,7 +331,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
 
     model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
              else build_model(cfg, obs_dim, action_dim, stats, device=device))
-    histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer)}
+    target_weight = objective_weights(family.default_cost, cfg.objective_weight)
+    histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer,
+                              target_weight)}
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
              "family_info": family_info(family, parse_planner(cfg.planner))}
@@ -327,15 +347,19 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         new = dist.broadcast_from_main(new)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
         segs = Segments.concat([segs, new])
+        if cfg.renormalize:  # CaDM recomputes its statistics from all data before every fit
+            stats = normalization_stats(segs, low, high)
+            model.set_normalization({k: v for k, v in stats.items() if not k.startswith("param_")})
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
-                                       device, rng, f"meta-train (MPC round {k + 1})", writer)
+                                       device, rng, f"meta-train (MPC round {k + 1})", writer, target_weight)
     if main:
         segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
     if main:
         Checkpoint.of(model, **facts).save(out / "model.pt")
     if cfg.oracle:
         oracle = build_model(cfg, obs_dim, action_dim, stats, n_task_params=len(family.param_names), device=device)
-        histories["oracle"] = fit(oracle, segs, train_idx, val_idx, cfg, device, rng, "oracle", writer)
+        histories["oracle"] = fit(oracle, segs, train_idx, val_idx, cfg, device, rng, "oracle", writer,
+                                  target_weight)
         if main:
             Checkpoint.of(oracle, **facts).save(out / "oracle.pt")
     if not main:

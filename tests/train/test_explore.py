@@ -76,3 +76,40 @@ def test_the_cadm_schedule_runs_on_mujoco_at_a_tiny_budget(tmp_path):
     assert rt.default_cost.reward_source == "known"
     saved = json.loads((run / "config.json").read_text())
     assert saved["protocol"] == "cadm" and saved["mpc_engine"] == "onnx" and saved["episodes_per_task"] == 1
+
+
+def test_renormalize_recomputes_the_statistics_from_all_data_after_each_round(tmp_path):
+    """`--renormalize`: after an MPC round the model normalizes with the statistics of everything collected
+    (CaDM's fit does), not of the random round only."""
+    from mbmrl.train.data import Segments
+    from mbmrl.train.trainer import normalization_stats, train
+
+    cfg = TrainConfig(family="pendulum", out=str(tmp_path / "run"), n_tasks=2, episodes_per_task=1, seq_len=50,
+                      mpc_rounds=1, mpc_tasks=1, iters=5, mpc_iters=5, hidden_size=8, feature_dim=8, mlp_width=32,
+                      batch_size=8, oracle=False, progress=False, tensorboard=False, renormalize=True)
+    run = train(cfg)
+    model = Checkpoint.load(run / "model.pt").model()
+    segs = Segments.load(run / "data.npz")
+    low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+    every = normalization_stats(segs, low, high)
+    first = segs.task_ids < 2  # the random round's two tasks
+    random_round = normalization_stats(Segments(segs.obs[first], segs.actions[first], segs.next_obs[first],
+                                                segs.rewards[first], segs.params[first], segs.task_ids[first],
+                                                segs.param_names), low, high)
+    for key in ("obs_std", "delta_std", "reward_mean", "reward_std"):
+        np.testing.assert_allclose(getattr(model, key).numpy(), every[key], rtol=1e-5)
+    assert not np.allclose(every["delta_std"], random_round["delta_std"])  # MPC data moved them
+
+
+def test_objective_weights_weigh_the_outputs_the_planning_cost_reads():
+    from mbmrl.train.trainer import objective_weights
+
+    cheetah = get_family("halfcheetah")
+    w = objective_weights(cheetah.default_cost, 4.0)  # the known reward reads next_obs' forward velocity
+    reads = cheetah.obs_names.index("rootx_vel")
+    assert w.shape == (len(cheetah.obs_names) + 1,) and w.mean() == pytest.approx(1.0)
+    assert w[reads] == pytest.approx(5 * w[0]) and np.allclose(np.delete(w, reads), w[0])
+    assert objective_weights(cheetah.default_cost, 0.0) is None
+    pendulum = get_family("pendulum").default_cost  # quadratic cost on the state plus the learned reward
+    w = objective_weights(pendulum, 1.0)
+    assert np.array_equal(w > w.min(), np.append(np.asarray(pendulum.q) != 0, pendulum.reward_weight != 0))
