@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .cost import Cost
 from .modes import Mode, NoState
 from .validation import continues
 
@@ -47,6 +48,9 @@ class GuardConfig:
     """Weight of the past in the recent one-step errors that choose the model of one-step predictions."""
     min_observed: int = 4
     """Transitions scored before the adapted model may be used."""
+    objective: float = 0.0
+    """Extra weight on the errors of the observation dims the session's cost reads (nonzero q, linear or known-
+    reward linear terms): 0 weighs every dim alike; > 0 compares the predictors more on what the planner optimizes."""
 
     def validate(self) -> None:
         """ValueError naming the first setting out of range."""
@@ -61,6 +65,8 @@ class GuardConfig:
             raise ValueError(f"guard.hysteresis must be in [0, 1), got {self.hysteresis}")
         if self.min_observed < 0:
             raise ValueError(f"guard.min_observed must be >= 0, got {self.min_observed}")
+        if not 0.0 <= self.objective <= 1000.0:
+            raise ValueError(f"guard.objective must be in [0, 1000], got {self.objective}")
 
     @property
     def enter(self) -> float:
@@ -122,12 +128,28 @@ def _ema(old: float, new: float, forget: float) -> float:
     return new if old != old else forget * old + (1.0 - forget) * new  # old != old: nan, nothing yet
 
 
+def objective_dims(cost: Cost) -> np.ndarray:
+    """(O,) bool: the observation dims a cost reads (nonzero q or linear term, or the known reward's linear term)."""
+    reads = np.asarray(cost.q) != 0
+    if cost.linear is not None:
+        reads = reads | (cost.linear != 0)
+    if cost.reward_source == "known" and cost.reward is not None:
+        reads = reads | (cost.reward.linear != 0)
+    return reads
+
+
+def dim_weights(cfg: GuardConfig, cost: Cost) -> np.ndarray | None:
+    """The guard's per-dim error weights (O,) for a session planning with `cost` (None: every dim alike)."""
+    return None if cfg.objective == 0 else 1.0 + cfg.objective * objective_dims(cost).astype(np.float64)
+
+
 def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
                h: np.ndarray, W: np.ndarray, h0: np.ndarray, W0: np.ndarray, features: Features, next_state: NextObs,
-               delta_std: np.ndarray) -> GuardState:
+               delta_std: np.ndarray, weights: np.ndarray | None = None) -> GuardState:
     """Score one transition (obs -> next_obs under action) with both predictors and update the choice.
 
-    `h`, `W` are the adapted belief and head *before* this transition (what the session planned with)."""
+    `h`, `W` are the adapted belief and head *before* this transition (what the session planned with);
+    `weights` (O,) weigh each dim's error (`dim_weights`; None: a plain mean over dims)."""
     k_old = g.x.shape[1] if g.x.shape[1] > 0 and bool(continues(g.last, obs)) else 0
     # open tracks (newest first), plus a new one per predictor starting at obs with the current beliefs
     def newest_first(now: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -143,7 +165,7 @@ def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndar
     with np.errstate(all="ignore"):
         pred = next_state(xs, out)  # (2k, O)
         d = (pred - next_obs[None]) / delta_std  # (2k, O)
-        err = (d * d).sum(axis=1) / d.shape[1]  # (2k,)
+        err = (d * d).sum(axis=1) / d.shape[1] if weights is None else (d * d) @ weights / weights.sum()  # (2k,)
     err = np.where(err < ERR_CAP, err, ERR_CAP).tolist()  # non-finite (nan, inf) and huge: the cap
     e = g.errors.copy()
     f, fp = cfg.forget, cfg.predict_forget
