@@ -58,9 +58,10 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
                 progress: bool = True, engine: str = "torch", workdir: Path | None = None,
-                workers: int = 1) -> Segments:
+                workers: int = 1) -> tuple[Segments, np.ndarray]:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
-    and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first).
+    and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first), and each episode's
+    return (n_tasks * episodes_per_task,), exploration noise included: the run's learning curve.
 
     `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights). With `workers` > 1 tasks
     fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
@@ -90,4 +91,5 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
     params = [pr for task in flown for _, pr in task]
     task_ids = [first_task_id + i for i, task in enumerate(flown) for _ in task]
     model.train(was_training)
-    return to_segments(episodes, params, task_ids, seg_len, family.param_names)
+    returns = np.array([float(np.sum(ep["rewards"])) for ep in episodes])
+    return to_segments(episodes, params, task_ids, seg_len, family.param_names), returns

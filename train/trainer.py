@@ -214,6 +214,31 @@ def plot_history(histories: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def round_returns(k: int, returns: np.ndarray, env_steps: int) -> dict:
+    """One MPC round's episode returns as a learning-curve point (`env_steps`: segment steps collected so far)."""
+    return {"round": k, "env_steps": env_steps, "mean": float(np.mean(returns)), "min": float(np.min(returns)),
+            "max": float(np.max(returns)), "returns": [float(r) for r in returns]}
+
+
+def plot_learning_curve(curve: list[dict], path: Path) -> None:
+    """Mean (and min-max band of) the on-policy episodes' returns against the environment steps collected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [c["env_steps"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, [c["mean"] for c in curve], marker="o", label="mean over the round's tasks")
+    ax.fill_between(x, [c["min"] for c in curve], [c["max"] for c in curve], alpha=0.25, label="min-max")
+    ax.set(xlabel="environment steps collected (segments)", ylabel="episode return (exploration noise on)",
+           title="on-policy MPC rounds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
     """What export needs to know about the family, stored in the checkpoint (self-describing runs); `planner`
     overrides the family's planner defaults (`mbmrl train --planner`)."""
@@ -337,14 +362,23 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
              "family_info": family_info(family, parse_planner(cfg.planner))}
+    curve: list[dict] = []  # the on-policy rounds' episode returns: the run's learning curve
     for k in range(cfg.mpc_rounds):
         # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))
-        new = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
+        flown = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
                           first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress,
                           engine=cfg.mpc_engine, workdir=out / "explore", workers=cfg.collect_envs) \
             if dist.is_main() else None
-        new = dist.broadcast_from_main(new)
+        new, returns = dist.broadcast_from_main(flown)
+        curve.append(round_returns(k + 1, returns, env_steps=int(segs.obs.shape[0] * segs.obs.shape[1]
+                                                                 + new.obs.shape[0] * new.obs.shape[1])))
+        if main:
+            print(f"mbmrl train: MPC round {k + 1}: mean return {curve[-1]['mean']:.1f} "
+                  f"(min {curve[-1]['min']:.1f}, max {curve[-1]['max']:.1f}) over {len(returns)} episodes",
+                  file=sys.stderr, flush=True)
+            if writer is not None:
+                writer.add_scalar("explore/return_mean", curve[-1]["mean"], curve[-1]["env_steps"])
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
         segs = Segments.concat([segs, new])
         if cfg.renormalize:  # CaDM recomputes its statistics from all data before every fit
@@ -369,6 +403,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     metrics = {"final": {k: h[-1] for k, h in histories.items()}, "history": histories,
                "n_segments": len(segs), "device": str(device), "world_size": dist.world_size(),
                "wall_seconds": time.time() - t0}
+    if curve:
+        metrics["mpc_returns"] = curve
+        plot_learning_curve(curve, out / "learning_curve.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_history(histories, out / "train_curve.png")
     return out

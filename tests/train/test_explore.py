@@ -21,14 +21,17 @@ def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run)
         return collect_mpc(model, facts, fam, n_tasks=2, episodes_per_task=1, seg_len=50, noise=0.1,
                            rng=np.random.default_rng(0), first_task_id=100, progress=False, workers=workers)
 
-    segs = run()
+    segs, returns = run()
     assert segs.obs.shape == (2 * 4, 50, 3) and set(segs.task_ids) == {100, 101}
+    # each task's episode return (the run's learning curve): 200 steps, all of them in the 4 segments
+    np.testing.assert_allclose(returns, [segs.rewards[segs.task_ids == t].sum() for t in (100, 101)], rtol=1e-5)
     assert np.abs(segs.actions).max() <= 2.0  # Pendulum's torque bound
     np.testing.assert_array_equal(segs.next_obs[:, :-1], segs.obs[:, 1:])  # one episode per task: contiguous
-    np.testing.assert_array_equal(run().actions, segs.actions)  # seeded: the same data again
-    two = run(workers=2)  # tasks flown at once on threads: the same data, in the same order
+    np.testing.assert_array_equal(run()[0].actions, segs.actions)  # seeded: the same data again
+    two, two_returns = run(workers=2)  # tasks flown at once on threads: the same data, in the same order
     np.testing.assert_array_equal(two.actions, segs.actions)
     np.testing.assert_array_equal(two.task_ids, segs.task_ids)
+    np.testing.assert_array_equal(two_returns, returns)
     # the first observation of every task comes from the family's evaluation start (hanging down)
     first = segs.obs[segs.task_ids == 100][0, 0]
     assert first[0] < -0.8
@@ -42,7 +45,7 @@ def test_exploring_on_the_exported_model_flies_as_the_torch_model_does(tiny_run,
     facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
     runs = {engine: collect_mpc(model, facts, get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50,
                                 noise=0.1, rng=np.random.default_rng(0), first_task_id=0, progress=False,
-                                engine=engine, workdir=tmp_path / "explore")
+                                engine=engine, workdir=tmp_path / "explore")[0]
             for engine in ("torch", "onnx")}
     assert (tmp_path / "explore" / "artifact" / "manifest.json").exists()
     # chaotic closed loop: compare the first steps, before float differences can grow
@@ -99,6 +102,11 @@ def test_renormalize_recomputes_the_statistics_from_all_data_after_each_round(tm
     for key in ("obs_std", "delta_std", "reward_mean", "reward_std"):
         np.testing.assert_allclose(getattr(model, key).numpy(), every[key], rtol=1e-5)
     assert not np.allclose(every["delta_std"], random_round["delta_std"])  # MPC data moved them
+    # the learning curve: the round's episode return, and where it was reached
+    curve = json.loads((run / "metrics.json").read_text())["mpc_returns"]
+    assert [c["round"] for c in curve] == [1] and curve[0]["env_steps"] == segs.obs.shape[0] * 50
+    assert curve[0]["mean"] == pytest.approx(segs.rewards[segs.task_ids == 2].sum(), rel=1e-5)
+    assert (run / "learning_curve.png").stat().st_size > 0
 
 
 def test_objective_weights_weigh_the_outputs_the_planning_cost_reads():
