@@ -68,6 +68,10 @@ class GuardConfig:
         if not 0.0 <= self.objective <= 1000.0:
             raise ValueError(f"guard.objective must be in [0, 1000], got {self.objective}")
 
+    def dim_weights(self, cost: Cost) -> np.ndarray | None:
+        """Per-dim error weights (O,) for a session planning with `cost` (None: every dim alike)."""
+        return None if self.objective == 0 else 1.0 + self.objective * objective_dims(cost).astype(np.float64)
+
     @property
     def enter(self) -> float:
         """The error ratio under which the adapted model is (re)admitted."""
@@ -138,18 +142,13 @@ def objective_dims(cost: Cost) -> np.ndarray:
     return reads
 
 
-def dim_weights(cfg: GuardConfig, cost: Cost) -> np.ndarray | None:
-    """The guard's per-dim error weights (O,) for a session planning with `cost` (None: every dim alike)."""
-    return None if cfg.objective == 0 else 1.0 + cfg.objective * objective_dims(cost).astype(np.float64)
-
-
 def fold_guard(cfg: GuardConfig, g: GuardState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
                h: np.ndarray, W: np.ndarray, h0: np.ndarray, W0: np.ndarray, features: Features, next_state: NextObs,
                delta_std: np.ndarray, weights: np.ndarray | None = None) -> GuardState:
     """Score one transition (obs -> next_obs under action) with both predictors and update the choice.
 
     `h`, `W` are the adapted belief and head *before* this transition (what the session planned with);
-    `weights` (O,) weigh each dim's error (`dim_weights`; None: a plain mean over dims)."""
+    `weights` (O,) weigh each dim's error (`GuardConfig.dim_weights`; None: a plain mean over dims)."""
     k_old = g.x.shape[1] if g.x.shape[1] > 0 and bool(continues(g.last, obs)) else 0
     # open tracks (newest first), plus a new one per predictor starting at obs with the current beliefs
     def newest_first(now: np.ndarray, old: np.ndarray) -> np.ndarray:

@@ -18,16 +18,7 @@ import numpy as np
 from .cost import Cost
 from .deadline import RolloutTimer
 from .dynamics import CostTerms
-from .guard import (
-    GuardConfig,
-    dim_weights,
-    fold_guard,
-    guard_arrays,
-    guard_report,
-    guard_settings,
-    init_guard,
-    load_guard,
-)
+from .guard import GuardConfig, fold_guard, guard_arrays, guard_report, guard_settings, init_guard, load_guard
 from .model import Runtime
 from .modes import make_mode
 from .planner import PlannerConfig, plan_with_weights, shift_plan
@@ -131,10 +122,9 @@ class Session:
         if reward is None:  # unknown reward: use the model's own prediction, not a zero
             y[rt.obs_dim] = pred[rt.obs_dim]
             r = np.float32(rt.norm.reward(pred[None])[0])
-        if self.guard_config is not None:  # score both predictors on it before the belief moves
-            self.guard = fold_guard(self.guard_config, self.guard, obs, action, next_obs, self.h, W, rt.h0,
-                                    rt.W0, rt.dynamics.features, rt.norm.next_obs, rt.norm.delta_std,
-                                    dim_weights(self.guard_config, self.cost))
+        if (g := self.guard_config) is not None:  # score both predictors on it before the belief moves
+            self.guard = fold_guard(g, self.guard, obs, action, next_obs, self.h, W, rt.h0, rt.W0, rt.dynamics.features,
+                                    rt.norm.next_obs, rt.norm.delta_std, g.dim_weights(self.cost))
         if self.adapter.adapts_belief:
             self.h = rt.dynamics.encoder_step(self.h[None], obs[None], action[None], next_obs[None],
                                               np.array([[r]], dtype=np.float32))[0]

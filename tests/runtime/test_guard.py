@@ -113,14 +113,13 @@ def test_objective_compares_the_predictors_on_the_dims_the_cost_reads():
     """The adapted model gets dim 0 right and dim 1 a little wrong, the prior the other way round and worse: on
     every dim alike the adapted model is better; with `objective` the guard sees that the cost reads only dim 1."""
     from mbmrl.runtime.cost import Cost
-    from mbmrl.runtime.guard import dim_weights
 
     adapted, prior = head(2.0), head(2.0)
     adapted[:, 1], prior[:, 0] = head(1.5)[:, 1], head(1.0)[:, 0]
     cost = Cost(target=np.zeros(OBS_DIM, np.float32), q=np.array([0.0, 1.0], np.float32), r=np.zeros(1, np.float32))
     for objective, uses_adapted in ((0.0, True), (20.0, False)):
         cfg = GuardConfig(horizon=5, objective=objective)
-        weights = dim_weights(cfg, cost)
+        weights = cfg.dim_weights(cost)
         g, h = init_guard(OBS_DIM), np.zeros(1, np.float32)
         x, rng = np.zeros(OBS_DIM, np.float32), np.random.default_rng(0)
         for _ in range(30):  # the system is head(2.0) on both dims
@@ -129,8 +128,8 @@ def test_objective_compares_the_predictors_on_the_dims_the_cost_reads():
             g = fold_guard(cfg, g, x, u, nxt, h, adapted, h, prior, features, next_state, STD, weights)
             x = nxt
         assert bool(g.adapted) is uses_adapted, objective
-    assert dim_weights(GuardConfig(), cost) is None
-    np.testing.assert_allclose(dim_weights(GuardConfig(objective=3.0), cost), [1.0, 4.0])
+    assert GuardConfig().dim_weights(cost) is None
+    np.testing.assert_allclose(GuardConfig(objective=3.0).dim_weights(cost), [1.0, 4.0])
 
 
 @pytest.mark.parametrize("bad", [{"horizon": 0}, {"forget": 1.0}, {"leave": 0}, {"hysteresis": 1.0},
