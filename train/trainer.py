@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mbmrl.runtime.cost import Cost
+from mbmrl.runtime.guard import objective_dims
 from mbmrl.runtime.planner import parse_planner
 from tqdm.auto import trange
 
@@ -126,14 +128,12 @@ def rank_shard(batch_size: int) -> slice:
 
 
 def objective_weights(cost: CostSpec, weight: float) -> np.ndarray | None:
-    """Per-output loss weights (obs_dim + 1,): 1 + `weight` on the outputs the planning cost reads (a nonzero
-    q or known-reward linear term; the reward output when the reward is learned), rescaled to mean 1.
-    None when `weight` is 0 (every output alike)."""
+    """Per-output loss weights (obs_dim + 1,): 1 + `weight` on the outputs the planning cost reads (the
+    observation dims the guard weighs, `objective_dims`; the reward output when the reward is learned),
+    rescaled to mean 1. None when `weight` is 0 (every output alike)."""
     if weight == 0:
         return None
-    reads = np.asarray(cost.q) != 0
-    if cost.reward_source == "known" and cost.reward_linear is not None:
-        reads = reads | (np.asarray(cost.reward_linear) != 0)
+    reads = objective_dims(Cost.from_dict(cost.to_dict(), len(cost.q), len(cost.r)))
     reads = np.append(reads, cost.reward_source == "learned" and cost.reward_weight != 0)
     w = 1.0 + weight * reads.astype(np.float32)
     return (w / w.mean()).astype(np.float32)
@@ -371,19 +371,18 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
                           engine=cfg.mpc_engine, workdir=out / "explore", workers=cfg.collect_envs) \
             if dist.is_main() else None
         new, returns = dist.broadcast_from_main(flown)
-        curve.append(round_returns(k + 1, returns, env_steps=int(segs.obs.shape[0] * segs.obs.shape[1]
-                                                                 + new.obs.shape[0] * new.obs.shape[1])))
+        train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
+        segs = Segments.concat([segs, new])
+        curve.append(round_returns(k + 1, returns, env_steps=int(segs.obs.shape[0] * segs.obs.shape[1])))
         if main:
             print(f"mbmrl train: MPC round {k + 1}: mean return {curve[-1]['mean']:.1f} "
                   f"(min {curve[-1]['min']:.1f}, max {curve[-1]['max']:.1f}) over {len(returns)} episodes",
                   file=sys.stderr, flush=True)
             if writer is not None:
                 writer.add_scalar("explore/return_mean", curve[-1]["mean"], curve[-1]["env_steps"])
-        train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
-        segs = Segments.concat([segs, new])
         if cfg.renormalize:  # CaDM recomputes its statistics from all data before every fit
             stats = normalization_stats(segs, low, high)
-            model.set_normalization({k: v for k, v in stats.items() if not k.startswith("param_")})
+            model.set_normalization({name: v for name, v in stats.items() if not name.startswith("param_")})
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
                                        device, rng, f"meta-train (MPC round {k + 1})", writer, target_weight)
     if main:
