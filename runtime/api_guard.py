@@ -23,8 +23,10 @@ class GuardInfo(BaseModel):
     model: Literal["adapted", "prior"] = Field(description="what plans (and predictions of more than one step) "
                                                "use: the session's adapted belief and head, or the prior (h0, W0: "
                                                "mode none) while the adapted one predicts worse over the horizon")
-    one_step_model: Literal["adapted", "prior"] = Field(description="what one-step predictions use (the same rule "
-                                                        "on the one-step errors alone)")
+    one_step_model: Literal["adapted", "prior"] = Field(description="the predictor one-step predictions weigh "
+                                                        "more (the lower recent one-step error)")
+    one_step_weight: float = Field(description="the adapted predictor's weight in one-step predictions (the "
+                                   "prior's: 1 - it), from both predictors' recent one-step errors")
     scored: int = Field(description="transitions scored under both predictors")
     switches: int = Field(description="times the session changed model")
     one_step: Errors = Field(description="running one-step error of each predictor")
@@ -43,6 +45,8 @@ class GuardPatch(Strict):
                                 "model's running error is above this fraction of the prior's")
     predict_forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in the recent "
                                          "one-step errors that choose the model of one-step predictions")
+    blend: float | None = Field(None, ge=0, le=16, description="power p of the inverse-error weights blending "
+                                "one-step predictions (0: the predictor with the lower recent error alone)")
     hysteresis: float | None = Field(None, ge=0, lt=1, description="use the adapted model again only below "
                                      "leave x (1 - hysteresis) of the prior's error")
     min_observed: integer(0, 1_000_000) | None = Field(None, description="transitions scored before the "  # type: ignore[valid-type]

@@ -9,9 +9,10 @@ the age-1 (one-step) error, both in the surprise's units ((error / delta_std)^2,
 and both forgetting (exponential moving averages). A session plans (and predicts more than one step) with
 the adapted model while both ratios adapted / prior, one-step and multi-step, stay under `leave`, and returns
 to it only once they are under `enter` = leave x (1 - hysteresis), so it does not chatter. A one-step
-prediction uses the adapted model while its *recent* one-step error (`predict_forget`: the last few
-transitions, as a belief improves quickly early on) is at most `leave` x the prior's: a model can predict
-the next step better and still drift further over a plan's horizon, and only the planner needs the second.
+prediction blends the two predictors, weighing each by the inverse of its *recent* one-step error (`predict_forget`:
+the last few transitions, as a belief improves quickly early on) to the power `blend`: a forecast combination that
+leans on whichever predicted better lately without betting everything on a few noisy transitions. A model can
+predict the next step better and still drift further over a plan's horizon, and only the planner needs the second.
 A guard starts on the prior: a belief must earn trust before the planner acts on it.
 """
 
@@ -48,6 +49,9 @@ class GuardConfig:
     """Weight of the past in the recent one-step errors that choose the model of one-step predictions."""
     min_observed: int = 4
     """Transitions scored before the adapted model may be used."""
+    blend: float = 2.0
+    """Power p of the inverse-error weights blending one-step predictions: the adapted model's weight is
+    e_prior^p / (e_adapted^p + e_prior^p) of the recent one-step errors; 0: no blend (the lower error's model)."""
     objective: float = 0.0
     """Extra weight on the errors of the observation dims the session's cost reads (nonzero q, linear or known-
     reward linear terms): 0 weighs every dim alike; > 0 compares the predictors more on what the planner optimizes."""
@@ -65,6 +69,8 @@ class GuardConfig:
             raise ValueError(f"guard.hysteresis must be in [0, 1), got {self.hysteresis}")
         if self.min_observed < 0:
             raise ValueError(f"guard.min_observed must be >= 0, got {self.min_observed}")
+        if not 0.0 <= self.blend <= 16.0:
+            raise ValueError(f"guard.blend must be in [0, 16], got {self.blend}")
         if not 0.0 <= self.objective <= 1000.0:
             raise ValueError(f"guard.objective must be in [0, 1000], got {self.objective}")
 
@@ -201,13 +207,40 @@ def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one
     return worst <= cfg.leave if adapted else worst < cfg.enter
 
 
+def one_step_weight(cfg: GuardConfig, g: GuardState) -> float:
+    """The adapted model's weight in a one-step prediction (the prior's is 1 - it): 0 before `min_observed`
+    transitions; then the inverse-error blend of the recent one-step errors (`blend` 0: 1 while the adapted
+    model's is at most `leave` x the prior's, else 0)."""
+    if int(g.scored) < cfg.min_observed:
+        return 0.0
+    if cfg.blend == 0:
+        return float(bool(g.adapted_one))  # the recent one-step error at most `leave` x the prior's
+    ea, ep = float(g.errors[4]), float(g.errors[5])
+    if not (ea > 1e-12 and ep > 1e-12):  # a predictor exact so far: it alone
+        return float(ea <= ep)
+    return 1.0 / (1.0 + (ea / ep) ** cfg.blend)
+
+
+def mix(parts: list[tuple[float, np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Blend predictions [(weight, mean (T, O), variance (T, O) or None)]: the mixture's mean and variance
+    (None if any part has none)."""
+    if len(parts) == 1:  # one model alone: its own numbers, exactly
+        return parts[0][1], parts[0][2]
+    mean = np.sum([w * m for w, m, _ in parts], axis=0)
+    if any(v is None for _, _, v in parts):
+        return mean, None
+    second = np.sum([w * (v + m * m) for w, m, v in parts], axis=0)  # the mixture's second moment
+    return mean, np.maximum(second - mean * mean, 0.0)
+
+
 def guard_report(g: GuardState, cfg: GuardConfig | None) -> dict | None:
     """What a session reports (None without a guard): the model it plans with, the running errors, the settings."""
     if cfg is None:
         return None
     e = [None if np.isnan(v) else float(v) for v in g.errors]
     return {"config": cfg.to_dict(), "model": "adapted" if bool(g.adapted) else "prior",
-            "one_step_model": "adapted" if bool(g.adapted_one) else "prior", "scored": int(g.scored),
+            "one_step_model": "adapted" if bool(g.adapted_one) else "prior",
+            "one_step_weight": one_step_weight(cfg, g), "scored": int(g.scored),
             "switches": int(g.switches), "one_step": {"adapted": e[0], "prior": e[1]},
             "multi_step": {"adapted": e[2], "prior": e[3]}}
 

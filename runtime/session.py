@@ -18,16 +18,26 @@ import numpy as np
 from .cost import Cost
 from .deadline import RolloutTimer
 from .dynamics import CostTerms
-from .guard import GuardConfig, fold_guard, guard_arrays, guard_report, guard_settings, init_guard, load_guard
+from .guard import (
+    GuardConfig,
+    fold_guard,
+    guard_arrays,
+    guard_report,
+    guard_settings,
+    init_guard,
+    load_guard,
+    mix,
+    one_step_weight,
+)
 from .model import Runtime
 from .modes import make_mode
+from .open_loop import open_loop
 from .planner import PlannerConfig, plan_with_weights, shift_plan
 from .recording import Recorder
 from .reference import Reference, Tracking
 from .types import ActResult, PlanningError
 from .validation import all_finite, as_vector, check_scale, parse_transition
 
-GAUSSIAN_LOGVAR_RANGE = (-12.0, 6.0)  # the Gaussian head's log-variance clamp (as in training)
 clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
 
 
@@ -84,10 +94,10 @@ class Session:
         """The adapted head (D, P)."""
         return self.adapter.head(self.state)
 
-    def _model(self, steps: int = 0) -> tuple[np.ndarray, np.ndarray, object]:
-        """The belief h (hidden,), head W (D, P) (float32) and head state that plans (and predictions of `steps`)
-        use: the adapted ones, or the prior (h0, W0) while the guard holds the session on it."""
-        if self.guard_config is not None and not bool(self.guard.adapted_one if steps == 1 else self.guard.adapted):
+    def _model(self, adapted: bool | None = None) -> tuple[np.ndarray, np.ndarray, object]:
+        """The belief h (hidden,), head W (D, P) (float32) and head state: the adapted ones or the prior (h0, W0);
+        by default those plans use (the prior while the guard holds the session on it)."""
+        if not (adapted if adapted is not None else self.guard_config is None or bool(self.guard.adapted)):
             return self.rt.h0.astype(np.float32), self.rt.W0.astype(np.float32), self.adapter.init()
         return self.h.astype(np.float32), self.W.astype(np.float32), self.state
 
@@ -245,7 +255,9 @@ class Session:
         """Open-loop prediction: obs (obs_dim,), actions (T, act_dim) -> (T, obs_dim) [+ variance].
 
         The variance (raw units) comes from the mode (bayes), else from the Gaussian head when the artifact has
-        one, else None. For T > 1: each step's one-step variance at the predicted state (not propagated)."""
+        one, else None. For T > 1: each step's one-step variance at the predicted state (not propagated). Under a
+        guard one step is its blend of the adapted and the prior predictors (`one_step_weight`), with the mixture's
+        variance; more steps use the model plans use."""
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
         check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
@@ -255,28 +267,14 @@ class Session:
         if not np.isfinite(actions).all():
             raise ValueError("actions must be finite")
         actions = np.clip(actions, rt.action_low, rt.action_high)
-        with self.lock:
-            h, W, head = self._model(len(actions))  # (hidden,), (D, P)
-            out, var = [], []
-            x = obs[None]  # (1, O)
-            for a in actions:
-                phi = rt.dynamics.features(x, a[None], h[None])  # (1, D)
-                x = rt.norm.next_obs(x, phi @ W)
-                out.append(x[0])
-                v = self._variance(phi, head)
-                if v is not None:
-                    var.append(v[0, : rt.obs_dim] * rt.norm.delta_std**2)
-            pred, variance = np.stack(out), (np.stack(var) if var else None)
+        with self.lock:  # one step with a guard: its blend of both predictors; more: the model plans use
+            w = (one_step_weight(self.guard_config, self.guard) if len(actions) == 1 else float(self.guard.adapted)
+                 ) if self.guard_config is not None else 1.0
+            pred, variance = mix([(wi, *open_loop(rt, self.adapter, obs, actions, *self._model(a)))
+                                  for a, wi in ((True, w), (False, 1.0 - w)) if wi > 0])
             if not all_finite(pred, variance if variance is not None else 0.0):
                 raise PlanningError("the model predicts non-finite states for these actions; reset the session")
             return pred, variance
-
-    def _variance(self, phi: np.ndarray, head: object) -> np.ndarray | None:
-        """Predictive variance (B, P), normalized units: the mode's (head state), else the Gaussian head's."""
-        v = self.adapter.variance(head, phi)
-        if v is None and self.rt.params.V is not None:
-            v = np.exp(np.clip(phi @ self.rt.params.V, *GAUSSIAN_LOGVAR_RANGE))
-        return v
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, np.ndarray]:

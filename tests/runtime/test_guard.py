@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mbmrl.runtime.guard import GuardConfig, fold_guard, guard_report, init_guard, ratios
+from mbmrl.runtime.guard import GuardConfig, fold_guard, guard_report, init_guard, mix, one_step_weight, ratios
 
 OBS_DIM, ACT_DIM = 2, 1
 STD = np.ones(OBS_DIM, np.float32)
@@ -133,10 +133,39 @@ def test_objective_compares_the_predictors_on_the_dims_the_cost_reads():
 
 
 @pytest.mark.parametrize("bad", [{"horizon": 0}, {"forget": 1.0}, {"leave": 0}, {"hysteresis": 1.0},
-                                 {"min_observed": -1}, {"enter": 0.5}, {"objective": -1.0}])
+                                 {"min_observed": -1}, {"enter": 0.5}, {"objective": -1.0}, {"blend": -1.0}])
 def test_bad_settings_are_refused_with_the_field_named(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         GuardConfig.from_dict(bad)
+
+
+def test_one_step_weight_leans_on_the_predictor_with_the_lower_recent_error():
+    """The adapted model's weight: none before min_observed; then e_prior^p / (e_adapted^p + e_prior^p) of the
+    recent one-step errors, so the better predictor gets most weight and a noisy lead never all of it; blend 0
+    gives the whole weight to the one with the lower error."""
+    rng = np.random.default_rng(0)
+    cfg = GuardConfig(horizon=3, min_observed=4)
+    g, _, x = fly(cfg, init_guard(OBS_DIM), 1.2, head(1.25), head(1.0), 3, rng)
+    assert one_step_weight(cfg, g) == 0.0  # 3 < min_observed
+    g, _, _ = fly(cfg, g, 1.2, head(1.25), head(1.0), 10, rng, x)  # the adapted head is the nearer one
+    ea, ep = g.errors[4], g.errors[5]
+    assert ea < ep
+    w = one_step_weight(cfg, g)
+    assert 0.5 < w < 1.0 and w == pytest.approx(ep**2 / (ea**2 + ep**2))
+    assert one_step_weight(GuardConfig(horizon=3, blend=1.0), g) == pytest.approx(ep / (ea + ep))
+    assert one_step_weight(GuardConfig(horizon=3, blend=0.0), g) == 1.0
+    assert guard_report(g, cfg)["one_step_weight"] == w
+
+
+def test_mix_is_the_mixture_of_the_predictions():
+    a, b = np.array([[1.0, 2.0]]), np.array([[3.0, 2.0]])
+    va, vb = np.array([[0.5, 1.0]]), np.array([[1.5, 1.0]])
+    mean, var = mix([(0.25, a, va), (0.75, b, vb)])
+    np.testing.assert_allclose(mean, [[2.5, 2.0]])
+    np.testing.assert_allclose(var, [[0.25 * 0.5 + 0.75 * 1.5 + 0.25 * 0.75 * 4.0, 1.0]])  # spread of the means too
+    assert mix([(0.5, a, va), (0.5, b, None)])[1] is None
+    alone = mix([(1.0, a, va)])
+    assert alone[0] is a and alone[1] is va  # one predictor: its own numbers, exactly
 
 
 # ------------------------------------------------------------------------------------ sessions on a real artifact
@@ -216,6 +245,30 @@ def test_modes_without_adaptation_have_no_guard_and_guard_false_plans_with_the_a
     actions = np.zeros((4, 1), np.float32)
     np.testing.assert_array_equal(on.predict(OBS, actions)[0], Session(rt, "none").predict(OBS, actions)[0])
     assert not np.allclose(off.predict(OBS, actions)[0], on.predict(OBS, actions)[0])  # its adapted belief
+
+
+@pytest.mark.parametrize("mode", ["bayes", "gradient"])
+def test_a_guarded_one_step_prediction_blends_the_adapted_and_the_prior_predictions(rt, mode):
+    """A guarded session predicts one step as w x (the unguarded session's prediction) + (1 - w) x (mode none's),
+    with w its reported `one_step_weight`; longer predictions stay those of the model it plans with."""
+    from mbmrl.runtime import Session
+
+    rng = np.random.default_rng(3)
+    W_star = (rt.W0 + 0.3 * rng.standard_normal(rt.W0.shape)).astype(np.float32)
+    on, off, none = Session(rt, mode, seed=0), Session(rt, mode, seed=0, guard=False), Session(rt, "none", seed=0)
+    for _ in range(12):
+        t = _generated(rt, rt.h0, W_star, rng)
+        t = (t[0], t[1], t[2] + 0.05 * rng.standard_normal(t[2].shape).astype(np.float32), t[3])  # noisy
+        on.observe(*t)
+        off.observe(*t)
+    w = on.info()["guard"]["one_step_weight"]
+    assert 0.0 < w < 1.0
+    act1 = np.array([[0.5]], np.float32)
+    blended = w * off.predict(OBS, act1)[0] + (1 - w) * none.predict(OBS, act1)[0]
+    np.testing.assert_allclose(on.predict(OBS, act1)[0], blended, rtol=1e-6, atol=1e-6)
+    actions = np.zeros((4, 1), np.float32)
+    planned_with = off if on.info()["guard"]["model"] == "adapted" else none
+    np.testing.assert_array_equal(on.predict(OBS, actions)[0], planned_with.predict(OBS, actions)[0])
 
 
 def test_the_guard_over_http_settings_info_and_every_act_and_step_reply(server):
