@@ -49,7 +49,7 @@ class GuardConfig:
     """Weight of the past in the recent one-step errors that choose the model of one-step predictions."""
     min_observed: int = 4
     """Transitions scored before the adapted model may be used."""
-    blend: float = 2.0
+    blend: float = 4.0
     """Power p of the inverse-error weights blending one-step predictions: the adapted model's weight is
     e_prior^p / (e_adapted^p + e_prior^p) of the recent one-step errors; 0: no blend (the lower error's model)."""
     objective: float = 0.0

@@ -151,7 +151,7 @@ def test_one_step_weight_leans_on_the_predictor_with_the_lower_recent_error():
     ea, ep = g.errors[4], g.errors[5]
     assert ea < ep
     w = one_step_weight(cfg, g)
-    assert 0.5 < w < 1.0 and w == pytest.approx(ep**2 / (ea**2 + ep**2))
+    assert 0.5 < w < 1.0 and w == pytest.approx(ep**4 / (ea**4 + ep**4))
     assert one_step_weight(GuardConfig(horizon=3, blend=1.0), g) == pytest.approx(ep / (ea + ep))
     assert one_step_weight(GuardConfig(horizon=3, blend=0.0), g) == 1.0
     assert guard_report(g, cfg)["one_step_weight"] == w

@@ -79,3 +79,23 @@ def test_eval_guard_both_scores_every_adaptive_mode_with_and_without_its_guard(t
         parse_guard("sometimes")
     with pytest.raises(ValueError, match="horizon"):
         parse_guard('{"horizon": 0}')
+
+
+def test_eval_without_control_still_reports_the_worst_tasks_prediction_ratio():
+    """`--no-control` (seeds 0): no returns, but the per-task one-step NMSE ratios against `none` are in
+    eval.json and in the markdown report, since the guard's prediction criterion needs no MPC episodes."""
+    from mbmrl.train.evaluation.protocol import EvalProtocol
+    from mbmrl.train.evaluation.report import markdown_tables
+    from mbmrl.train.evaluation.result import EvalResult, TaskResult
+
+    tasks = []
+    for mass, err in ((1.0, 0.05), (2.0, 0.3)):
+        t = TaskResult("moderate", {"mass": mass})
+        t.prediction = {"none": {16: {"one_step_nmse": 0.1}}, "bayes": {16: {"one_step_nmse": err}}}
+        tasks.append(t)
+    res = {**EvalResult("pendulum", EvalProtocol(contexts=(16,), seeds=0), ["none", "bayes"], tasks).to_json(),
+           "split": "test"}
+    assert "control" not in res
+    s = res["regressions"]["bayes"]["summary"]
+    assert s["worst_nmse_ratio@16"] == pytest.approx(3.0) and s["tasks_nmse_worse@16"] == 1 and "tasks_hurt" not in s
+    assert "| bayes | - | - | - | 3.00 |" in markdown_tables(res)

@@ -171,5 +171,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.markdown:
         (out / "results.md").write_text(md)
     print(md)
-    print(f"wrote {out}/eval.json, adaptation_curve.png, returns.png in {result['wall_seconds']:.0f} s")
+    plots = "adaptation_curve.png, returns.png" if "control" in result else "adaptation_curve.png"
+    print(f"wrote {out}/eval.json, {plots} in {result['wall_seconds']:.0f} s")
     return result

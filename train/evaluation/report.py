@@ -88,7 +88,8 @@ def regression_table(result: dict) -> str:
         worst = (f"{s['worst_return']:.1f} vs {s['worst_return_none']:.1f} ({_task(s['worst_task'])})"
                  if "worst_return" in s else "-")
         hurt = f"{s['tasks_hurt']}/{s['tasks']}" if "tasks_hurt" in s else "-"
-        lines.append(f"| {mode} | {result['control'][mode]['all']['mean']:.1f} | {worst} | {hurt} | "
+        ret = f"{result['control'][mode]['all']['mean']:.1f}" if "control" in result else "-"
+        lines.append(f"| {mode} | {ret} | {worst} | {hurt} | "
                      + " | ".join(f"{s[f'worst_nmse_ratio@{c}']:.2f}" if f"worst_nmse_ratio@{c}" in s else "-"
                                   for c in ctx) + " |")
     return "\n".join(lines)

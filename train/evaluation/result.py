@@ -123,10 +123,10 @@ class EvalResult:
                                                                                                 "one_step_nmse")}
                                             for c in ctx} for s in self.splits} for m in self.modes},
         }
+        out["regressions"] = self.regressions()  # NMSE ratios per task even without MPC episodes
         if p.seeds > 0:
             out["per_task"] = [{"split": t.split, "params": t.params, "control": t.control} for t in self.tasks]
             out["control"] = self._control_table("return")
-            out["regressions"] = self.regressions()
             if any(self.control_values(m, "position_rmse") for m in self.modes):
                 out["position_rmse"] = self._control_table("position_rmse")
         return out
