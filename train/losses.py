@@ -69,17 +69,23 @@ def none_loss(model: DynamicsModel, b: Batch, e: Encoded, weight: torch.Tensor |
     return (err2 if weight is None else err2 * weight).mean()
 
 
-def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4) -> torch.Tensor:
+def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4,
+                   none_weight: float = 0.0) -> torch.Tensor:
     """Open-loop K-step state error (normalized delta units), h and W0 held fixed as in the planner; each
-    ensemble member rolls on its own."""
+    ensemble member rolls on its own. `none_weight` > 0 also rolls the prior belief h0 (mode `none`, and
+    the guard's fall-back) with that weight: every belief the runtime plans with learns the horizon."""
     L, members = b.obs.shape[1], model.args.ensemble
+    beliefs = [(1.0, lambda s: e.h[:, s])]  # (weight, start -> (B, hidden))
+    if none_weight > 0 and not model.oracle:
+        beliefs.append((none_weight, lambda s: model.h0.expand(b.obs.shape[0], -1)))
     total = torch.zeros((), device=b.obs.device)
     for s in torch.randint(0, L - k + 1, (n_starts,)).tolist():
-        for m in range(members):
-            h_proj, x = model.member(m).fh(e.h[:, s]), b.obs[:, s]  # (B, width), (B, obs_dim)
-            for j in range(k):
-                x = model.step(x, b.actions[:, s + j], h_proj, model.W0, m)[0]
-                total = total + (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
+        for weight, belief in beliefs:
+            for m in range(members):
+                h_proj, x = model.member(m).fh(belief(s)), b.obs[:, s]  # (B, width), (B, obs_dim)
+                for j in range(k):
+                    x = model.step(x, b.actions[:, s + j], h_proj, model.W0, m)[0]
+                    total = total + weight * (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
     return total / (n_starts * k * members)
 
 

@@ -106,7 +106,8 @@ def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig,
         if cfg.bayes_weight > 0:
             parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window, cfg.noise_prior)
     if cfg.rollout_steps > 1:
-        parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps)
+        parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps,
+                                                                       none_weight=cfg.none_weight)
     return parts
 
 

@@ -38,3 +38,22 @@ def test_losses_are_finite_and_backpropagate():
     total.backward()
     assert torch.isfinite(total)
     assert m.log_step_size.grad is not None and m.prior_chol.grad is not None and m.h0.grad is not None
+
+
+def test_the_multistep_loss_trains_the_prior_belief_only_when_asked():
+    """`none_weight` > 0 also rolls h0 open loop (mode `none` and the guard's fall-back plan with it); at 0
+    only the recurrent beliefs learn the horizon. h0 reaches the loss only through that roll-out here, since
+    the recurrent beliefs are detached from it."""
+    torch.manual_seed(0)
+    m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=5, feature_dim=6, mlp_width=8))
+    b = L.Batch(torch.randn(4, 12, 3), torch.randn(4, 12, 1), torch.randn(4, 12, 3), torch.randn(4, 12),
+                torch.zeros(4, 0))
+    e = L.encode(m, b)
+    e = L.Encoded(e.h.detach(), e.phi, e.y, e.phis)
+    grads = []
+    for w in (0.0, 0.5):
+        m.zero_grad()
+        torch.manual_seed(1)  # the same start positions
+        L.multistep_loss(m, b, e, 3, none_weight=w).backward(retain_graph=True)
+        grads.append(None if m.h0.grad is None else m.h0.grad.abs().sum().item())
+    assert grads[0] in (None, 0.0) and grads[1] > 0
