@@ -52,7 +52,9 @@ def sessions_agree():
             for _ in range(3):
                 ra, rb = a.act(obs), b.act(obs)
                 assert np.isfinite(ra.action).all()
-                np.testing.assert_allclose(ra.plan, rb.plan, atol=1e-3)
-                np.testing.assert_allclose(ra.predicted_obs, rb.predicted_obs, atol=1e-3)
+                # the models agree to ~1e-5 (predicted states); the sampling planner's softmax weights amplify
+                # that float noise in the plan, more so over warm-started acts (bayes: 1.4e-3 after three)
+                np.testing.assert_allclose(ra.predicted_obs, rb.predicted_obs, atol=1e-4)
+                np.testing.assert_allclose(ra.plan, rb.plan, atol=3e-3)
 
     return check
