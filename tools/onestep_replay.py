@@ -2,8 +2,8 @@
 
 Replays `mbmrl eval`'s prediction windows (the same tasks, random-action streams and targets: data seed 0 +
 task index, so the numbers equal eval's), records per window both predictors' one-step errors and the
-guard's running errors, then scores rules for the adapted model's weight in the one-step prediction:
-unguarded (1), choose (`blend: 0`) and the inverse-error blend at several powers p (docs/guard.md).
+weight the runtime's guard gives the adapted model at several blend powers p, then scores the rules:
+unguarded (weight 1), choose (`blend: 0`) and the inverse-error blend (docs/guard.md).
 
     python tools/onestep_replay.py ARTIFACT FAMILY [--windows 8] [--streams 2] [--max-tasks 0] [--json out.json]
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 
 import numpy as np
+from mbmrl.runtime.guard import one_step_weight
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.session import Session
 from mbmrl.train.evaluation.evaluate import eval_episodes, target_starts
@@ -25,6 +27,7 @@ from mbmrl.train.families import get_family
 
 MODES = ("recurrent", "gradient", "bayes")
 CONTEXTS = (16, 50)
+POWERS = (0, 1, 2, 4, 8)  # blend powers scored (0: the runtime's hard choice)
 
 
 def _observe(s: Session, ep: dict, t: int, m: int) -> None:
@@ -42,7 +45,7 @@ def _one_step(rt, mode: str, guard: bool | None, ep: dict, t: int, m: int) -> np
 
 def replay(artifact: str, family: str, windows: int, streams: int, max_tasks: int) -> list[dict]:
     """One row per (task, window, context, mode): normalized one-step errors of none and the adapted model,
-    and the guard's running errors (recent one-step: errors[4] adapted, errors[5] prior)."""
+    and the adapted model's weight the runtime's guard (`one_step_weight`) gives at each blend power."""
     rt, fam = load(artifact), get_family(family)
     tasks = [t for sp in fam.test_splits for t in fam.test_tasks(sp)[: max_tasks or None]]
     rows = []
@@ -60,31 +63,21 @@ def replay(artifact: str, family: str, windows: int, streams: int, max_tasks: in
                         d_ad = _one_step(rt, mode, False, ep, t, m) / task_std
                         rows.append({"task": ti, "split": split, "params": params, "m": m, "mode": mode,
                                      "d_none": d_none.tolist(), "d_ad": d_ad.tolist(),
-                                     "errors": [float(x) for x in g.guard.errors], "scored": int(g.guard.scored)})
+                                     "weights": {str(p): one_step_weight(dataclasses.replace(g.guard_config, blend=p),
+                                                                         g.guard) for p in POWERS}})
         print(ti, split, params, flush=True)
     return rows
 
 
-def blend(p: float):
-    """The guard's inverse-error weight of the adapted model at power p (p = 0: choose the lower error)."""
-    def weight(e: list[float]) -> float:
-        ea, ep = e[4], e[5]
-        if p == 0:
-            return float(ea <= ep)
-        return 1.0 / (1.0 + (ea / max(ep, 1e-12)) ** p)
-    return weight
-
-
 def score(rows: list[dict]) -> None:
     """Print each rule's worst-task ratio / mean NMSE per mode and context."""
-    rules = {"unguarded": lambda e: 1.0, "choose (blend 0)": blend(0)}
-    rules |= {f"blend p={p}": blend(p) for p in (1, 2, 4, 8)}
-    for name, rule in rules.items():
+    rules = {"unguarded": None} | {("choose (blend 0)" if p == 0 else f"blend p={p}"): str(p) for p in POWERS}
+    for name, key in rules.items():
         err: dict = collections.defaultdict(float)
         base: dict = collections.defaultdict(float)
         means: dict = collections.defaultdict(list)
         for x in rows:
-            w = rule(x["errors"]) if x["scored"] >= 4 else 0.0
+            w = 1.0 if key is None else x["weights"][key]
             d = w * np.array(x["d_ad"]) + (1 - w) * np.array(x["d_none"])
             v = float(np.mean(d ** 2))
             k = (x["mode"], x["m"], x["task"])
