@@ -99,3 +99,18 @@ def test_eval_without_control_still_reports_the_worst_tasks_prediction_ratio():
     s = res["regressions"]["bayes"]["summary"]
     assert s["worst_nmse_ratio@16"] == pytest.approx(3.0) and s["tasks_nmse_worse@16"] == 1 and "tasks_hurt" not in s
     assert "| bayes | - | - | - | 3.00 |" in markdown_tables(res)
+
+
+def test_eval_split_takes_several_names_and_names_the_known_ones(tiny_artifact):
+    """`--split a,b` evaluates exactly those splits' tasks; an unknown name fails before any work, listing
+    the family's splits (it was a KeyError traceback)."""
+    from mbmrl.train.evaluation.command import evaluate_artifact
+    from mbmrl.train.evaluation.protocol import EvalConfig
+
+    splits = list(get_family("pendulum").test_splits)
+    cfg = dict(artifact=str(tiny_artifact), modes="none", windows=1, max_tasks=1, control=False, contexts="0",
+               progress=False)
+    res = evaluate_artifact(EvalConfig(split=",".join(splits[:2]), **cfg))
+    assert sorted(res["prediction_by_split"]["none"]) == sorted(splits[:2])
+    with pytest.raises(ValueError, match=f"no split 'moderat'.*{splits[0]}"):
+        evaluate_artifact(EvalConfig(split=f"{splits[0]},moderat", **cfg))

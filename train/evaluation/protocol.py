@@ -52,7 +52,8 @@ class EvalConfig:
 
     artifact: str = field(default="artifact", metadata={"help": "artifact directory from `mbmrl export`"})
     family: str = field(default="", metadata={"help": "task family (default: the artifact's own)"})
-    split: str = field(default="test", metadata={"help": "'test' (all test splits) or one split name"})
+    split: str = field(default="test", metadata={
+        "help": "'test' (all test splits), one split name or several, comma-separated"})
     out: str = field(default="eval", metadata={"help": "output directory for eval.json and plots"})
     modes: str = field(default="none,recurrent,gradient,bayes,oracle", metadata={"help": "modes to evaluate"})
     contexts: str = field(default=CONTEXTS, metadata={"help": "context sizes m for the adaptation curve"})
