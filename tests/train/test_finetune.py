@@ -42,3 +42,21 @@ def test_recorded_sessions_become_training_tasks(tiny_run, tiny_artifact, tmp_pa
     with pytest.raises(ValueError, match="no recorded stretch of 48"):  # the run's segment length
         train(TrainConfig(out=str(tmp_path / "ft2"), init=str(tiny_run), data=str(tmp_path / "short"), iters=1,
                           progress=False))
+
+
+def test_fine_tuning_a_protocol_run_collects_nothing_new(tmp_path):
+    """`--init` of a `--protocol cadm` run: the fine-tune trains on the saved data only. The protocol used to
+    refill `mpc_rounds` (0 there, the default) with CaDM's 19 rounds, flying new episodes."""
+    import dataclasses
+
+    from mbmrl.train.config import TrainConfig, with_protocol
+    from mbmrl.train.trainer import fine_tune_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = with_protocol(TrainConfig(family="halfcheetah", protocol="cadm", out=str(run)))
+    assert saved.mpc_rounds == 19
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(saved)))
+    cfg = with_protocol(fine_tune_config(TrainConfig(init=str(run), iters=7, out=str(tmp_path / "ft"))))
+    assert cfg.mpc_rounds == 0 and cfg.iters == 7 and cfg.family == "halfcheetah"
+    assert cfg.rollout_steps == saved.rollout_steps and cfg.mpc_iters == saved.mpc_iters
