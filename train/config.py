@@ -56,6 +56,9 @@ class TrainConfig:
     iters: int = field(default=2500, metadata=_h("meta-training iterations"))
     batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
     lr: float = field(default=2e-3, metadata=_h("Adam learning rate (cosine decay)"))
+    weight_decay: float = field(default=0.0, metadata=_h(
+        "decoupled weight decay (AdamW) on the encoder's and feature MLPs' weight matrices (not on the head, "
+        "its prior or the biases); CaDM regularizes its MLPs with L2 (0 = off)"))
     none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))
     gaussian_nll: bool = field(default=False, metadata=_h("Gaussian head: predict a log-variance, train by NLL"))
     rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
@@ -85,6 +88,8 @@ class TrainConfig:
         PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
         if self.protocol not in PROTOCOLS and self.protocol != "":
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)} (or empty), got {self.protocol!r}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ValueError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.ensemble < 1:
             raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
         if self.mpc_engine not in ("torch", "onnx"):

@@ -140,6 +140,19 @@ def objective_weights(cost: CostSpec, weight: float) -> np.ndarray | None:
     return (w / w.mean()).astype(np.float32)
 
 
+def optimizer(model: DynamicsModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with `cfg.weight_decay` on the GRU's and feature MLPs' weight matrices only: the head W0, its
+    Bayesian prior, V and every vector (biases, h0, step sizes, noise) are not shrunk toward zero. Plain Adam
+    without decay (the runs made before the option, to the bit)."""
+    if cfg.weight_decay == 0:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    decay = [p for name, p in model.named_parameters() if p.ndim == 2 and name.split(".")[-1].startswith("weight")]
+    ids = {id(p) for p in decay}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+
+
 def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
         device: torch.device, rng: np.random.Generator, desc: str, writer=None,
         target_weight: np.ndarray | None = None) -> list[dict]:
@@ -149,7 +162,7 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
     gradients are averaged over ranks, so N processes take the same steps as one with the whole batch.
     """
     weight = None if target_weight is None else torch.as_tensor(target_weight, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iters, eta_min=cfg.lr * 0.05)
     val_batch = to_batch(segs, val_idx, device)
     context = min(16, segs.obs.shape[1] - 1)

@@ -1,5 +1,6 @@
 """Model internals that export and the runtime rely on."""
 
+import pytest
 import torch
 from mbmrl.train import losses as L
 from mbmrl.train.model import DynamicsModel, ModelArgs
@@ -57,3 +58,23 @@ def test_the_multistep_loss_trains_the_prior_belief_only_when_asked():
         L.multistep_loss(m, b, e, 3, none_weight=w).backward(retain_graph=True)
         grads.append(None if m.h0.grad is None else m.h0.grad.abs().sum().item())
     assert grads[0] in (None, 0.0) and grads[1] > 0
+
+
+def test_weight_decay_shrinks_the_networks_weights_and_never_the_head_or_vectors():
+    """`--weight-decay`: with a zero gradient, one AdamW step shrinks exactly the GRU and feature-MLP weight
+    matrices by lr x decay; W0, the Bayesian prior, biases and h0 stay; 0 is plain Adam."""
+    from mbmrl.train.config import TrainConfig
+    from mbmrl.train.trainer import optimizer
+
+    m = DynamicsModel(ModelArgs(3, 1, 8, 16, 32))
+    assert type(optimizer(m, TrainConfig())) is torch.optim.Adam
+    opt = optimizer(m, TrainConfig(weight_decay=0.5, lr=0.1))
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    shrunk = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert shrunk == {"gru.weight_ih_l0", "gru.weight_hh_l0", "fx.weight", "fh.weight", "f2.weight", "f3.weight"}
+    assert torch.allclose(m.f2.weight, before["f2.weight"] * (1 - 0.1 * 0.5))
+    with pytest.raises(ValueError, match="weight-decay"):
+        TrainConfig(weight_decay=-1)
