@@ -51,3 +51,5 @@ class GuardPatch(Strict):
                                      "leave x (1 - hysteresis) of the prior's error")
     min_observed: integer(0, 1_000_000) | None = Field(None, description="transitions scored before the "  # type: ignore[valid-type]
                                                       "adapted model may be used")
+    plan_after: integer(0, 1_000_000) | None = Field(None, description="transitions scored before plans "  # type: ignore[valid-type]
+                                                    "and multi-step predictions may use the adapted model")

@@ -48,7 +48,11 @@ class GuardConfig:
     predict_forget: float = 0.7
     """Weight of the past in the recent one-step errors that choose the model of one-step predictions."""
     min_observed: int = 4
-    """Transitions scored before the adapted model may be used."""
+    """Transitions scored before the adapted model may be used (for one-step predictions, blended)."""
+    plan_after: int = 24
+    """Transitions scored before plans (and multi-step predictions) may use the adapted model: a plan acts on
+    its model for a whole horizon, so a belief formed from a few transitions could fail a swing-up the prior
+    manages (measured: docs/guard.md)."""
     blend: float = 4.0
     """Power p of the inverse-error weights blending one-step predictions: the adapted model's weight is
     e_prior^p / (e_adapted^p + e_prior^p) of the recent one-step errors; 0: no blend (the lower error's model)."""
@@ -67,8 +71,9 @@ class GuardConfig:
             raise ValueError(f"guard.leave must be in (0, 100], got {self.leave}")
         if not 0.0 <= self.hysteresis < 1.0:
             raise ValueError(f"guard.hysteresis must be in [0, 1), got {self.hysteresis}")
-        if self.min_observed < 0:
-            raise ValueError(f"guard.min_observed must be >= 0, got {self.min_observed}")
+        for name in ("min_observed", "plan_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"guard.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.blend <= 16.0:
             raise ValueError(f"guard.blend must be in [0, 16], got {self.blend}")
         if not 0.0 <= self.objective <= 1000.0:
@@ -197,8 +202,9 @@ def ratios(errors: np.ndarray) -> tuple[float, float]:
 
 def choose(cfg: GuardConfig, errors: np.ndarray, adapted: bool, scored: int, one_step: bool = False) -> bool:
     """Use the adapted model for plans (hysteresis: enter below `enter` x the prior's errors, leave above `leave`
-    x)? With `one_step`, for one-step predictions: while the recent one-step error is at most `leave` x."""
-    if scored < cfg.min_observed:
+    x)? With `one_step`, for one-step predictions: while the recent one-step error is at most `leave` x.
+    Never before `min_observed` transitions, nor for plans before `plan_after`."""
+    if scored < (cfg.min_observed if one_step else max(cfg.min_observed, cfg.plan_after)):
         return False
     if one_step:
         return float(errors[4]) / max(float(errors[5]), 1e-12) <= cfg.leave

@@ -47,7 +47,7 @@ def fly(cfg, g, gains, W_adapted, W_prior, steps, rng, x=None):
 
 def test_an_adapted_model_that_predicts_better_is_used_after_min_observed_and_one_that_predicts_worse_never():
     rng = np.random.default_rng(0)
-    cfg = GuardConfig(horizon=5, min_observed=4)
+    cfg = GuardConfig(horizon=5, min_observed=4, plan_after=0)
     g, used, _ = fly(cfg, init_guard(OBS_DIM), 2.0, head(2.0), head(1.0), 20, rng)  # adapted = the true system
     assert used[:3] == [False] * 3 and all(used[4:])
     report = guard_report(g, cfg)
@@ -61,7 +61,7 @@ def test_an_adapted_model_that_predicts_better_is_used_after_min_observed_and_on
 
 def test_falls_back_when_the_system_changes_and_comes_back_with_hysteresis():
     rng = np.random.default_rng(1)
-    cfg = GuardConfig(horizon=5, forget=0.8, leave=1.0, hysteresis=0.2, min_observed=2)
+    cfg = GuardConfig(horizon=5, forget=0.8, leave=1.0, hysteresis=0.2, min_observed=2, plan_after=0)
     W_adapted, W_prior = head(2.0), head(1.0)
     g, used, x = fly(cfg, init_guard(OBS_DIM), 2.0, W_adapted, W_prior, 30, rng)
     assert used[-1]
@@ -79,12 +79,30 @@ def test_hysteresis_keeps_the_choice_between_enter_and_leave():
     from mbmrl.runtime.guard import choose
 
     between = np.array([0.9, 1.0, 0.9, 1.0])  # ratio 0.9: above enter (0.8), below leave (1.0)
-    assert choose(cfg, between, adapted=True, scored=10) is True
-    assert choose(cfg, between, adapted=False, scored=10) is False
-    assert choose(cfg, np.array([0.7, 1.0, 0.7, 1.0]), adapted=False, scored=10) is True
+    assert choose(cfg, between, adapted=True, scored=30) is True
+    assert choose(cfg, between, adapted=False, scored=30) is False
+    assert choose(cfg, np.array([0.7, 1.0, 0.7, 1.0]), adapted=False, scored=30) is True
     # both errors must be better: a good one-step error does not excuse a bad multi-step one
-    assert choose(cfg, np.array([0.1, 1.0, 1.5, 1.0]), adapted=True, scored=10) is False
+    assert choose(cfg, np.array([0.1, 1.0, 1.5, 1.0]), adapted=True, scored=30) is False
     assert ratios(np.array([0.5, 1.0, 3.0, 2.0])) == (0.5, 1.5)
+
+
+def test_plans_wait_for_plan_after_transitions_while_one_step_predictions_do_not():
+    """`plan_after` (24): an adapted model clearly better on every error still does not plan before 24 scored
+    transitions (a belief from a few transitions can fail a swing-up the prior manages), while one-step
+    predictions may use it from `min_observed` (4) on; `plan_after=0` leaves `min_observed` alone in charge."""
+    from mbmrl.runtime.guard import choose
+
+    better = np.array([0.5, 1.0, 0.5, 1.0, 0.5, 1.0])
+    cfg = GuardConfig()
+    assert cfg.plan_after == 24 and cfg.min_observed == 4
+    assert [choose(cfg, better, False, n) for n in (3, 4, 23, 24)] == [False, False, False, True]
+    assert [choose(cfg, better, False, n, one_step=True) for n in (3, 4, 23)] == [False, True, True]
+    early = GuardConfig(plan_after=0)
+    assert [choose(early, better, False, n) for n in (3, 4)] == [False, True]
+    assert GuardConfig.from_dict({"plan_after": 8}).plan_after == 8
+    with pytest.raises(ValueError, match="plan_after"):
+        GuardConfig.from_dict({"plan_after": -1})
 
 
 def test_a_gap_between_transitions_restarts_the_open_loop_tracks():
@@ -100,7 +118,7 @@ def test_a_gap_between_transitions_restarts_the_open_loop_tracks():
 
 
 def test_a_diverging_prediction_scores_a_finite_cap():
-    cfg = GuardConfig(horizon=3, min_observed=0)
+    cfg = GuardConfig(horizon=3, min_observed=0, plan_after=0)
     W_bad = head(1.0) * np.float32(1e30)
     x, u = np.ones(OBS_DIM, np.float32), np.ones(ACT_DIM, np.float32)
     with np.errstate(over="ignore"):
@@ -188,7 +206,8 @@ def _generated(rt, h, W, rng):
     return obs, act, rt.norm.next_obs(obs[None], y)[0], float(rt.norm.reward(y)[0])
 
 
-GUARD = {"horizon": 5, "min_observed": 4, "forget": 0.8}  # forgets faster than the default: a short test
+# forgets faster than the default, plans from min_observed: a short test
+GUARD = {"horizon": 5, "min_observed": 4, "plan_after": 0, "forget": 0.8}
 
 
 @pytest.mark.parametrize("mode", ["bayes", "gradient"])
