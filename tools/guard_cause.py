@@ -1,7 +1,7 @@
 """Why adapted plans fail (docs/guard.md): per task and mode, the adapted model's running error relative to the
 prior's (h0, W0) along the trajectory an unguarded session flies: one step, and the mean over ages 1..k of its
 own open-loop predictions along the executed actions. The guard only scores here (leave=100, hysteresis=0,
-min_observed=0: the adapted model always plans, exactly as with guard=False).
+min_observed=0, plan_after=0: the adapted model always plans, exactly as with guard=False).
 
 Usage: python tools/guard_cause.py ARTIFACT   (a pendulum artifact, e.g. the quickstart's)
 """
@@ -26,7 +26,8 @@ def ratios(rt, family, mode: str, params: dict, horizon: int) -> tuple[float, fl
     sessions: list[Session] = []
 
     def new_session(**kw) -> Session:
-        scoring_only = {"horizon": horizon, "leave": 100.0, "hysteresis": 0.0, "min_observed": 0, "forget": 0.98}
+        scoring_only = {"horizon": horizon, "leave": 100.0, "hysteresis": 0.0, "min_observed": 0, "plan_after": 0,
+                        "forget": 0.98}
         sessions.append(Session(rt, guard=scoring_only, **kw))
         return sessions[-1]
 
