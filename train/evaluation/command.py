@@ -110,11 +110,7 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     precisions = [x.strip() for x in cfg.precision.split(",") if x.strip()]
     if not precisions or set(precisions) - {"fp32", "int8"}:
         raise ValueError(f"--precision must be 'fp32', 'int8' or 'fp32,int8', got {cfg.precision!r}")
-    splits = list(family.test_splits) if cfg.split == "test" else [x.strip() for x in cfg.split.split(",")]
-    if unknown := [sp for sp in splits if sp not in family.test_splits]:
-        raise ValueError(f"--split: family {family.name!r} has no split {unknown[0]!r}; known: "
-                         f"{', '.join(family.test_splits)} (or 'test' for all, or several comma-separated)")
-    tasks = [t for sp in splits for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
+    tasks = [t for sp in family.split_names(cfg.split) for t in family.test_tasks(sp)[: cfg.max_tasks or None]]
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
         int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None,

@@ -142,16 +142,18 @@ class TaskFamily:
         """Parameter names, in the train space's order."""
         return tuple(self.train.keys())
 
+    def split_names(self, split: str = "test") -> list[str]:
+        """The test splits `split` names: "test" (all), one split name or several, comma-separated."""
+        names = list(self.test_splits) if split == "test" else [x.strip() for x in split.split(",")]
+        if unknown := [name for name in names if name not in self.test_splits]:
+            raise ValueError(f"family {self.name!r} has no split {unknown[0]!r}; known: "
+                             f"{', '.join(self.test_splits)} (or 'test' for all, or several comma-separated)")
+        return names
+
     def test_tasks(self, split: str = "test") -> list[tuple[str, Params]]:
-        """Every (split name, params) of the test grid; `split` is "test" (all) or one split name."""
-        names = list(self.test_splits) if split == "test" else [split]
-        tasks = []
-        for name in names:
-            if name not in self.test_splits:
-                raise KeyError(f"family {self.name!r} has no split {name!r}; known: {list(self.test_splits)}")
-            for space in self.test_splits[name]:
-                tasks += [(name, p) for p in enumerate_params(space)]
-        return tasks
+        """Every (split name, params) of the test grid; `split` as in `split_names`."""
+        return [(name, p) for name in self.split_names(split) for space in self.test_splits[name]
+                for p in enumerate_params(space)]
 
     def param_ranges(self) -> dict:
         """JSON-able description of the train and test spaces (for manifests and docs)."""
