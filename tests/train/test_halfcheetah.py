@@ -155,3 +155,14 @@ def test_cripple_family():
         ("unseen_joint", {"cripple_joint": 4.0}),
         ("unseen_joint", {"cripple_joint": 5.0}),
     ]
+
+
+def test_making_envs_does_not_print_mujocos_settotalmass_deprecation(capfd):
+    """Gymnasium's asset compiles with a deprecation MuJoCo printed once per env made: hundreds of log lines."""
+    from mbmrl.train.families import mujoco_log
+
+    make_halfcheetah({"mass_scale": 0.5}).reset(seed=0)
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err
+    with pytest.warns(RuntimeWarning, match="MuJoCo: something else"):  # any other warning still reaches the user
+        mujoco_log._handle("something else")

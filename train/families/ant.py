@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import RecordConstructorArgs
 
+from . import mujoco_log
 from .base import Choice, CostSpec, Params, TaskFamily
 
 EPISODE_STEPS = 1000
@@ -65,6 +66,7 @@ def make_ant(params: Params, start: str = "default") -> gym.Env:
         raise ValueError(f"unknown ant params {sorted(unknown)}; expected mass_scale, damping_scale")
     if start != "default":
         raise ValueError(f"unknown start {start!r} for ant; expected 'default' (Ant-v5's, which is CaDM's)")
+    mujoco_log.install()
     env = gym.make("Ant-v5", max_episode_steps=EPISODE_STEPS, include_cfrc_ext_in_observation=False,
                    ctrl_cost_weight=CTRL_COST, contact_cost_weight=0.0, healthy_reward=0.05,
                    terminate_when_unhealthy=False, healthy_z_range=(-np.inf, np.inf))

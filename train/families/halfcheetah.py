@@ -46,6 +46,7 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import RecordConstructorArgs
 
+from . import mujoco_log
 from .base import Choice, CostSpec, Params, TaskFamily
 
 EPISODE_STEPS = 1000
@@ -155,6 +156,7 @@ def make_halfcheetah(params: Params, start: str = "default") -> gym.Env:
         )
     if start not in ("default", "cadm"):
         raise ValueError(f"unknown start {start!r} for halfcheetah; expected 'default' or 'cadm'")
+    mujoco_log.install()
     env: gym.Env = gym.make("HalfCheetah-v5", max_episode_steps=EPISODE_STEPS)
     env = ScaledPhysics(env, params.get("mass_scale", 1.0), params.get("damping_scale", 1.0))
     if "cripple_joint" in params:
