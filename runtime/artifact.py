@@ -122,6 +122,9 @@ class Manifest:
     reference: dict | None = None
     """Which obs entries a reference trajectory feeds, and the control period (`mbmrl.runtime.reference`);
     None when the family declares none (sessions then refuse references)."""
+    periodic_obs: dict[int, float] = field(default_factory=dict)
+    """Observation dims the system wraps (dim -> period, e.g. the half-cheetah's pitch in a 2pi window): a session
+    takes a transition's change on them modulo the period (`validation.continuous`), as training did."""
 
     @property
     def horizons(self) -> list[int]:
@@ -169,6 +172,7 @@ class Manifest:
             for name in ("action_low", "action_high", "obs_names", "action_names"):
                 if name in kw:
                     kw[name] = tuple(kw[name])
+            kw["periodic_obs"] = {int(k): float(v) for k, v in kw.get("periodic_obs", {}).items()}  # JSON keys: str
             manifest = cls(**kw)
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"{where}: malformed manifest ({e!r}); re-export the run with `mbmrl export`") from e
@@ -192,6 +196,8 @@ class Manifest:
             (not ((n.obs_std > 0).all() and (n.delta_std > 0).all() and n.reward_std > 0),
              "normalization std must be > 0"),
             (self.default_mode not in self.modes, f"default_mode {self.default_mode!r} is not one of its modes"),
+            (not all(0 <= d < self.obs_dim and np.isfinite(p) and p > 0 for d, p in self.periodic_obs.items()),
+             "periodic_obs needs obs dims in [0, obs_dim) with finite periods > 0"),
         ]
         for bad, what in problems:
             if bad:

@@ -45,12 +45,24 @@ def continues(last_next_obs: np.ndarray, obs: np.ndarray) -> np.ndarray:
     return np.all(np.abs(obs - last_next_obs) <= 1e-6 + 1e-5 * np.abs(last_next_obs), axis=-1)
 
 
+def continuous(next_obs: np.ndarray, obs: np.ndarray, periodic: dict[int, float]) -> np.ndarray:
+    """next_obs moved by whole periods, on the `periodic` dims, to within half a period of obs: a wrapped angle's
+    transition keeps its true change, not the wrap's jump (a jump is no dynamics to adapt to)."""
+    if not periodic:
+        return next_obs
+    next_obs = next_obs.copy()
+    for dim, period in periodic.items():
+        d = next_obs[dim] - obs[dim]
+        next_obs[dim] = obs[dim] + d - period * np.round(d / period)
+    return next_obs
+
+
 def parse_transition(rt: Runtime, obs: Any, action: Any, next_obs: Any, reward: Any, where: str = "") -> tuple:
     """Validated (obs, action clipped to its bounds, next_obs, reward or None, normalized head target y (P,)) of
     one transition; a ValueError names the field (prefixed by `where`)."""
     obs = as_vector(obs, rt.obs_dim, f"{where}obs")
     action = np.clip(as_vector(action, rt.action_dim, f"{where}action"), rt.action_low, rt.action_high)
-    next_obs = as_vector(next_obs, rt.obs_dim, f"{where}next_obs")
+    next_obs = continuous(as_vector(next_obs, rt.obs_dim, f"{where}next_obs"), obs, rt.manifest.periodic_obs)
     r = np.float32(0.0 if reward is None else reward)
     if not np.isfinite(r):
         raise ValueError(f"{where}reward must be finite")

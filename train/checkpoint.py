@@ -94,6 +94,7 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ..
         default_planner={"method": "mppi", "iterations": 1, **fam["default_planner"], "horizon": horizon},
         gaussian_head=bool(ckpt.config.get("gaussian_nll")), ensemble=model.args.ensemble, oracle=oracle,
         reference=reference_layout(fam),
+        periodic_obs={int(k): float(v) for k, v in fam.get("periodic_obs", {}).items()},
         provenance={"task_family": fam["name"], "param_ranges": fam["param_ranges"], "seed": ckpt.config["seed"],
                     "train_config": ckpt.config},
     )

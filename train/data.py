@@ -6,6 +6,8 @@ a task's context and targets from one contiguous stretch of its dynamics.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,6 +50,17 @@ class Segments:
         with np.load(path) as z:
             return cls(z["obs"], z["actions"], z["next_obs"], z["rewards"], z["params"], z["task_ids"],
                        tuple(str(n) for n in z["param_names"]))
+
+    def continuous(self, periodic: Mapping[int, float]) -> Segments:
+        """next_obs on the `periodic` dims (dim -> period) moved by whole periods to within half a period of obs:
+        a wrapped angle's transition then has its true (small) delta, not the jump of the wrap."""
+        if not periodic:
+            return self
+        next_obs = self.next_obs.copy()
+        for dim, period in periodic.items():
+            d = next_obs[..., dim] - self.obs[..., dim]  # (S, L)
+            next_obs[..., dim] = self.obs[..., dim] + d - period * np.round(d / period)
+        return dataclasses.replace(self, next_obs=next_obs)
 
     @staticmethod
     def concat(parts: list[Segments]) -> Segments:

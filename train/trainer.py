@@ -260,7 +260,8 @@ def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
             "action_names": list(family.action_names), "default_cost": family.default_cost.to_dict(),
             "default_planner": {**family.default_planner, **(planner or {})}, "param_ranges": family.param_ranges(),
             "eval_start": family.eval_start, "episode_steps": family.episode_steps,
-            "reference": family.reference.to_dict() if family.reference else None}
+            "reference": family.reference.to_dict() if family.reference else None,
+            "periodic_obs": {str(k): float(v) for k, v in family.periodic_obs.items()}}
 
 
 def open_tensorboard(path: Path):
@@ -362,12 +363,13 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     probe.close()
     # fine-tune (--init): the run's own data (so its normalization) and weights, plus recorded sessions
     segs = Segments.load(Path(cfg.init) / "data.npz") if cfg.init else collect(family, cfg, rng)
+    segs = segs.continuous(family.periodic_obs)  # a wrapped angle's jump is no dynamics (every source below too)
     train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
     stats = normalization_stats(segs, low, high)
     if cfg.data:  # (the oracle is off then: recorded tasks have no known parameters)
         rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names, first_task_id=int(segs.task_ids.max()) + 1)
         train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
-        segs = Segments.concat([segs, rec])
+        segs = Segments.concat([segs, rec.continuous(family.periodic_obs)])
     writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
 
     model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
@@ -388,7 +390,7 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
             if dist.is_main() else None
         new, returns = dist.broadcast_from_main(flown)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])
-        segs = Segments.concat([segs, new])
+        segs = Segments.concat([segs, new.continuous(family.periodic_obs)])
         curve.append(round_returns(k + 1, returns, env_steps=int(segs.obs.shape[0] * segs.obs.shape[1])))
         if main:
             print(f"mbmrl train: MPC round {k + 1}: mean return {curve[-1]['mean']:.1f} "

@@ -220,3 +220,25 @@ def test_a_known_head_is_recovered_from_transitions_it_generated(rt):
         else:
             assert np.mean(surprises[-8:]) < np.mean(surprises[:8])
             assert err(s.W) < err(rt.W0)
+
+
+def test_a_periodic_dims_wrap_is_taken_modulo_its_period(tiny_artifact, tmp_path):
+    """An artifact whose family wraps an obs dim (the half-cheetah's pitch) adapts to a transition across the wrap
+    as to the same transition unwrapped; without the declaration the wrap is a huge surprise."""
+    art = tmp_path / "periodic"
+    shutil.copytree(tiny_artifact, art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["periodic_obs"] = {"2": 4.0}  # obs[2] (the pendulum's rate here) as if wrapped every 4.0
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    (art / DIGEST).write_text(sha256_file(art / "manifest.json"))
+    rt_plain, rt_periodic = load(tiny_artifact), load(art)
+    assert rt_periodic.manifest.periodic_obs == {2: 4.0}
+    obs, a = np.array([0.0, 1.0, 1.9], np.float32), np.array([0.5], np.float32)
+    nxt = np.array([0.01, 1.0, 2.05], np.float32)
+    wrapped = nxt - np.array([0.0, 0.0, 4.0], np.float32)  # 2.05 wrapped into [-2, 2)
+    true = Session(rt_periodic, "recurrent")
+    surprise = true.observe(obs, a, nxt, -1.0)
+    across = Session(rt_periodic, "recurrent")
+    assert across.observe(obs, a, wrapped, -1.0) == pytest.approx(surprise, rel=1e-5)
+    np.testing.assert_allclose(across.h, true.h, atol=1e-6)
+    assert Session(rt_plain, "recurrent").observe(obs, a, wrapped, -1.0) > 100 * surprise

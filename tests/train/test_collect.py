@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from mbmrl.train.data import collect_random_vector
+from mbmrl.train.data import Segments, collect_random_vector
 from mbmrl.train.families import CostSpec, TaskFamily, Uniform, get_family
 
 EPISODE_STEPS = 12
@@ -81,3 +81,15 @@ def test_tasks_whose_episodes_end_early_still_fill_long_segments():
     np.testing.assert_array_equal(segs.next_obs[..., 0], segs.obs[..., 0] + 1)
     assert (segs.obs[:, 1:, 0] == 0).any(axis=1).all()  # every segment spans at least one reset ...
     np.testing.assert_array_equal(segs.obs[..., 1], np.broadcast_to(segs.params, segs.obs.shape[:2]))  # ... of one task
+
+
+def test_a_wrapped_angles_jump_is_not_trained_as_dynamics():
+    """A transition across the wrap of a periodic obs dim keeps its true delta (the half-cheetah's pitch)."""
+    obs = np.array([[[0.0, 4.70], [0.0, -1.55]]], np.float32)  # (S=1, L=2, O=2): pitch 4.70 -> wrapped -1.55
+    nxt = np.array([[[0.0, -1.55], [0.0, -1.50]]], np.float32)
+    segs = Segments(obs, np.zeros((1, 2, 1), np.float32), nxt, np.zeros((1, 2), np.float32),
+                    np.zeros((1, 0), np.float32), np.zeros(1, int), ())
+    fixed = segs.continuous({1: 2 * np.pi})
+    np.testing.assert_allclose(fixed.next_obs[0, :, 1] - obs[0, :, 1], [-1.55 + 2 * np.pi - 4.70, 0.05], atol=1e-5)
+    np.testing.assert_array_equal(fixed.next_obs[..., 0], nxt[..., 0])  # other dims untouched
+    assert segs.continuous({}) is segs

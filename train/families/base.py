@@ -136,6 +136,10 @@ class TaskFamily:
     actuation_needed: Callable[[Params, Reference, float, float], float] | None = None
     """(params, reference, wind speed, gust) -> the peak share of the actuators' limit that following the reference
     exactly takes (above 1: no controller can); reported beside tracking errors."""
+    periodic_obs: Mapping[int, float] = field(default_factory=dict)
+    """Observation dims the env wraps (dim -> period, e.g. an angle kept in a 2pi window): a transition across the
+    wrap jumps by a period that is no dynamics, so training takes its delta modulo the period
+    (`Segments.continuous`)."""
 
     @property
     def param_names(self) -> tuple[str, ...]:
