@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mbmrl.export.config import ExportConfig
 from mbmrl.export.onnx_export import export_run
@@ -27,6 +28,8 @@ def test_family_trains_exports_serves_and_evaluates(family, tmp_path):
     artifact = export_run(ExportConfig(run=str(run), out=str(tmp_path / "artifact"), horizons=(15,)))
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["family"] == family and manifest["parity"]["rollout_h15/real"] < 1e-2
+    # the half-cheetah's pitch is wrapped: its sessions take changes modulo 2pi, as training did
+    assert manifest["periodic_obs"] == ({"1": pytest.approx(2 * np.pi)} if family == "halfcheetah" else {})
     with local_server(artifact) as url:
         session = Client(url).new_session(mode="recurrent", seed=0)
         obs = manifest["normalization"]["obs_mean"]

@@ -166,3 +166,21 @@ def test_making_envs_does_not_print_mujocos_settotalmass_deprecation(capfd):
     assert "settotalmass" not in out + err
     with pytest.warns(RuntimeWarning, match="MuJoCo: something else"):  # any other warning still reaches the user
         mujoco_log._handle("something else")
+
+
+def test_a_somersaulted_cheetah_observes_the_pitch_it_was_trained_on():
+    """Pitch 3pi + x is pitch pi + x (running on its back, what training sees): the same observation, not an angle
+    out of every training range (low-mass test cheetahs somersault to +-3pi)."""
+    a = np.linspace(-0.5, 0.5, 6).astype(np.float32)
+    observed = []
+    for pitch in (np.pi + 0.1, 3 * np.pi + 0.1, -np.pi + 0.1):
+        env = make_halfcheetah({"mass_scale": 0.2, "damping_scale": 0.2}, start="cadm")
+        env.reset(seed=3)
+        base = env.unwrapped
+        qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+        qpos[2] = pitch
+        base.set_state(qpos, qvel)
+        observed.append(env.step(a)[0])
+    for obs in observed:
+        assert -np.pi / 2 <= obs[1] < 3 * np.pi / 2
+        np.testing.assert_allclose(obs, observed[0], atol=1e-9)

@@ -24,7 +24,11 @@ crippled, `extreme_set=[1]`) is not represented by this one-joint parameter.
 
 Observation: Gymnasium's 17-dim obs, qpos[1:] (8) then qvel (9); the x position is
 excluded and index 8 is qvel[0], the root's forward velocity. (CaDM's own obs instead
-puts a finite-difference x velocity first; we keep Gymnasium's.)
+puts a finite-difference x velocity first; we keep Gymnasium's.) The root's pitch obs[1] is
+wrapped into [-pi/2, 3pi/2) (`wrap_pitch`): Gymnasium's is unbounded, and a cheetah that
+somersaults lands at 3pi or -3pi, physically its usual running-on-its-back pitch pi but an angle
+no model has been trained on (CaDM's model reads sin and cos of it instead). The window holds
+upright (0) and on-its-back (pi) running alike; a wrap happens once per full somersault.
 
 Default cost: the env's own reward, which is known in closed form on the observation: forward velocity
 obs[8] (qvel[0]; the env's reward uses the x displacement over the step, the same velocity averaged) minus
@@ -66,6 +70,28 @@ OBS_NAMES = (
 PLANNER: dict[str, float | str] = {"method": "cem", "horizon": 30, "samples": 200, "iterations": 3, "noise_scale": 0.5}
 # the default cost: the env's own reward, forward velocity minus the control cost (`reward_source` known)
 COST = CostSpec.forward_reward(len(OBS_NAMES), len(ACTION_NAMES), FORWARD_VELOCITY_INDEX, CTRL_COST)
+
+
+PITCH_INDEX = 1  # obs[1] = qpos[2], the root's pitch (rooty)
+
+
+def wrap_pitch(obs: np.ndarray) -> np.ndarray:
+    """obs with its pitch wrapped into [-pi/2, 3pi/2): the same physical state, in the range training sees."""
+    obs = np.array(obs, copy=True)
+    obs[..., PITCH_INDEX] = (obs[..., PITCH_INDEX] + np.pi / 2) % (2 * np.pi) - np.pi / 2
+    return obs
+
+
+class WrapPitch(gym.ObservationWrapper, RecordConstructorArgs):
+    """Wrap the root's pitch into [-pi/2, 3pi/2) (`wrap_pitch`)."""
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        """The pitch wrapped."""
+        return wrap_pitch(observation)
 
 
 def _cheetah(env: gym.Env) -> HalfCheetahEnv:
@@ -134,7 +160,7 @@ class CaDMStart(gym.Wrapper, RecordConstructorArgs):
         qpos = base.init_qpos + rng.normal(0.0, 0.001, size=base.model.nq)
         qvel = base.init_qvel + rng.normal(0.0, 0.001, size=base.model.nv)
         base.set_state(qpos, qvel)
-        return base._get_obs(), base._get_reset_info()
+        return wrap_pitch(base._get_obs()), base._get_reset_info()
 
 
 def _cripple_joint(value: float) -> int:
@@ -157,7 +183,7 @@ def make_halfcheetah(params: Params, start: str = "default") -> gym.Env:
     if start not in ("default", "cadm"):
         raise ValueError(f"unknown start {start!r} for halfcheetah; expected 'default' or 'cadm'")
     mujoco_log.install()
-    env: gym.Env = gym.make("HalfCheetah-v5", max_episode_steps=EPISODE_STEPS)
+    env: gym.Env = WrapPitch(gym.make("HalfCheetah-v5", max_episode_steps=EPISODE_STEPS))
     env = ScaledPhysics(env, params.get("mass_scale", 1.0), params.get("damping_scale", 1.0))
     if "cripple_joint" in params:
         env = CrippleAction(env, _cripple_joint(params["cripple_joint"]))
@@ -175,7 +201,7 @@ def _cheetah_family(name: str, train: dict, test_splits: dict, description: str)
     return TaskFamily(name=name, make_env=make_halfcheetah, train=train, test_splits=test_splits,
                       episode_steps=EPISODE_STEPS, default_cost=COST, obs_names=OBS_NAMES,
                       action_names=ACTION_NAMES, eval_start="cadm", default_planner=dict(PLANNER),
-                      description=description)
+                      description=description, periodic_obs={PITCH_INDEX: 2 * np.pi})
 
 
 def halfcheetah_family() -> TaskFamily:
