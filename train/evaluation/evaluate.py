@@ -91,10 +91,22 @@ def target_starts(ends: np.ndarray, m_max: int, horizon: int, n: int) -> list[in
 
 
 # ---------------------------------------------------------------------------- prediction
+def wrapped(diff: np.ndarray, periodic: Mapping[int, float] | None) -> np.ndarray:
+    """A difference of observations (..., obs_dim) with its `periodic` dims taken into [-period/2, period/2)."""
+    if not periodic:
+        return diff
+    diff = np.array(diff, copy=True)
+    for dim, period in periodic.items():
+        diff[..., dim] -= period * np.round(diff[..., dim] / period)
+    return diff
+
+
 def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], delta_std: np.ndarray,
-                      protocol: EvalProtocol, task_params: Params | None) -> dict[int, dict[str, float | None]]:
+                      protocol: EvalProtocol, task_params: Params | None, periodic: Mapping[int, float] | None = None,
+                      ) -> dict[int, dict[str, float | None]]:
     """Normalized one-step and H-step errors after m context transitions, for each m in the protocol.
 
+    On `periodic` obs dims (the family's wrapped angles) an error counts modulo the period.
     `one_step`/`h_step`: mean over obs dims of ((predicted - true) / delta_std)^2, the surprise's
     units (delta_std from training). `*_nmse`: the same squared errors divided by the variance of
     this task's own true deltas (per dim), so tasks far outside training do not swamp a mean.
@@ -106,7 +118,7 @@ def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], 
     errs: dict[str, dict[int, list[float]]] = {k: {m: [] for m in contexts} for k in (*ERROR_KEYS, "coverage95")}
     # per-task normalization: the spread of this task's own true deltas, in model units, so that
     # every test task weighs the same in a mean over tasks (NMSE = 1 is "as bad as predicting the mean")
-    deltas = np.concatenate([(ep["next_obs"] - ep["obs"]) / delta_std for ep in episodes])
+    deltas = np.concatenate([wrapped(ep["next_obs"] - ep["obs"], periodic) / delta_std for ep in episodes])
     task_var = np.maximum(deltas.var(axis=0), 1e-8)  # (obs_dim,)
     per_ep = max(1, protocol.windows // max(len(episodes), 1))
     for ep in episodes:
@@ -122,8 +134,8 @@ def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], 
                 if var is not None:  # is each true one-step delta inside the 95% interval?
                     inside = np.abs(one[0] - ep["next_obs"][t]) <= 1.959964 * np.sqrt(var[0])
                     errs["coverage95"][m].append(float(inside.mean()))
-                err = (pred - ep["next_obs"][t : t + horizon]) / delta_std  # (H, obs_dim)
-                err1 = (one[0] - ep["next_obs"][t]) / delta_std  # (obs_dim,)
+                err = wrapped(pred - ep["next_obs"][t : t + horizon], periodic) / delta_std  # (H, obs_dim)
+                err1 = wrapped(one[0] - ep["next_obs"][t], periodic) / delta_std  # (obs_dim,)
                 errs["one_step"][m].append(float(np.mean(err1**2)))
                 errs["h_step"][m].append(float(np.mean(err**2)))
                 errs["one_step_nmse"][m].append(float(np.mean(err1**2 / task_var)))
@@ -169,7 +181,8 @@ def evaluate(protocol: EvalProtocol, family: TaskFamily, tasks: list[tuple[str, 
                             controller=prediction_controller)
         result = TaskResult(split, params)
         for mode in modes:
-            result.prediction[mode] = prediction_errors(new_session[mode], mode, eps, delta_std, protocol, params)
+            result.prediction[mode] = prediction_errors(new_session[mode], mode, eps, delta_std, protocol, params,
+                                                        family.periodic_obs)
             result.control[mode] = [control_episode(new_session[mode], mode, family, params, protocol.seed + s,
                                                     steps, params) for s in range(protocol.seeds)]
         return result
