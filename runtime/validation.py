@@ -3,6 +3,7 @@ a sane distance of the training data."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,16 +46,26 @@ def continues(last_next_obs: np.ndarray, obs: np.ndarray) -> np.ndarray:
     return np.all(np.abs(obs - last_next_obs) <= 1e-6 + 1e-5 * np.abs(last_next_obs), axis=-1)
 
 
-def continuous(next_obs: np.ndarray, obs: np.ndarray, periodic: dict[int, float]) -> np.ndarray:
-    """next_obs moved by whole periods, on the `periodic` dims, to within half a period of obs: a wrapped angle's
-    transition keeps its true change, not the wrap's jump (a jump is no dynamics to adapt to)."""
+def wrapped(diff: np.ndarray, periodic: Mapping[int, float] | None) -> np.ndarray:
+    """A difference of observations (..., obs_dim) with its `periodic` dims (dim -> period) taken into
+    [-period/2, period/2): a wrapped angle's change, not the wrap's jump."""
+    if not periodic:
+        return diff
+    diff = np.array(diff, copy=True)
+    for dim, period in periodic.items():
+        diff[..., dim] -= period * np.round(diff[..., dim] / period)
+    return diff
+
+
+def continuous(next_obs: np.ndarray, obs: np.ndarray, periodic: Mapping[int, float] | None) -> np.ndarray:
+    """next_obs (..., obs_dim) moved by whole periods on the `periodic` dims to within half a period of obs: a
+    transition across a wrap keeps its true change (a jump is no dynamics to train on or adapt to)."""
     if not periodic:
         return next_obs
-    next_obs = next_obs.copy()
-    for dim, period in periodic.items():
-        d = next_obs[dim] - obs[dim]
-        next_obs[dim] = obs[dim] + d - period * np.round(d / period)
-    return next_obs
+    out = np.array(next_obs, copy=True)
+    dims = list(periodic)
+    out[..., dims] = obs[..., dims] + wrapped(next_obs - obs, periodic)[..., dims]
+    return out
 
 
 def parse_transition(rt: Runtime, obs: Any, action: Any, next_obs: Any, reward: Any, where: str = "") -> tuple:

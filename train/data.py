@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
+from mbmrl.runtime.validation import continuous
 from tqdm.auto import tqdm
 
 from .episode import replay, run_episode
@@ -52,15 +53,11 @@ class Segments:
                        tuple(str(n) for n in z["param_names"]))
 
     def continuous(self, periodic: Mapping[int, float]) -> Segments:
-        """next_obs on the `periodic` dims (dim -> period) moved by whole periods to within half a period of obs:
-        a wrapped angle's transition then has its true (small) delta, not the jump of the wrap."""
+        """These segments with next_obs on the `periodic` dims (dim -> period) within half a period of obs
+        (`mbmrl.runtime.validation.continuous`, as sessions do): a wrapped angle's transition keeps its true delta."""
         if not periodic:
             return self
-        next_obs = self.next_obs.copy()
-        for dim, period in periodic.items():
-            d = next_obs[..., dim] - self.obs[..., dim]  # (S, L)
-            next_obs[..., dim] = self.obs[..., dim] + d - period * np.round(d / period)
-        return dataclasses.replace(self, next_obs=next_obs)
+        return dataclasses.replace(self, next_obs=continuous(self.next_obs, self.obs, periodic))
 
     @staticmethod
     def concat(parts: list[Segments]) -> Segments:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from mbmrl.runtime.validation import wrapped
 from tqdm.auto import tqdm
 
 from ..data import random_actions
@@ -91,16 +92,6 @@ def target_starts(ends: np.ndarray, m_max: int, horizon: int, n: int) -> list[in
 
 
 # ---------------------------------------------------------------------------- prediction
-def wrapped(diff: np.ndarray, periodic: Mapping[int, float] | None) -> np.ndarray:
-    """A difference of observations (..., obs_dim) with its `periodic` dims taken into [-period/2, period/2)."""
-    if not periodic:
-        return diff
-    diff = np.array(diff, copy=True)
-    for dim, period in periodic.items():
-        diff[..., dim] -= period * np.round(diff[..., dim] / period)
-    return diff
-
-
 def prediction_errors(new_session: NewSession, mode: str, episodes: list[dict], delta_std: np.ndarray,
                       protocol: EvalProtocol, task_params: Params | None, periodic: Mapping[int, float] | None = None,
                       ) -> dict[int, dict[str, float | None]]:
