@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mbmrl.runtime import ArtifactError, Manifest, Session, load
 from mbmrl.runtime.artifact import DIGEST, sha256_file
+from mbmrl.runtime.validation import wrapped
 
 OBS = np.array([-1.0, 0.0, 0.0], np.float32)  # hanging down
 
@@ -235,10 +236,17 @@ def test_a_periodic_dims_wrap_is_taken_modulo_its_period(tiny_artifact, tmp_path
     assert rt_periodic.manifest.periodic_obs == {2: 4.0}
     obs, a = np.array([0.0, 1.0, 1.9], np.float32), np.array([0.5], np.float32)
     nxt = np.array([0.01, 1.0, 2.05], np.float32)
-    wrapped = nxt - np.array([0.0, 0.0, 4.0], np.float32)  # 2.05 wrapped into [-2, 2)
+    nxt_wrapped = nxt - np.array([0.0, 0.0, 4.0], np.float32)  # 2.05 wrapped into [-2, 2)
     true = Session(rt_periodic, "recurrent")
     surprise = true.observe(obs, a, nxt, -1.0)
     across = Session(rt_periodic, "recurrent")
-    assert across.observe(obs, a, wrapped, -1.0) == pytest.approx(surprise, rel=1e-5)
+    assert across.observe(obs, a, nxt_wrapped, -1.0) == pytest.approx(surprise, rel=1e-5)
     np.testing.assert_allclose(across.h, true.h, atol=1e-6)
-    assert Session(rt_plain, "recurrent").observe(obs, a, wrapped, -1.0) > 100 * surprise
+    assert Session(rt_plain, "recurrent").observe(obs, a, nxt_wrapped, -1.0) > 100 * surprise
+
+
+def test_a_difference_on_a_periodic_dim_is_taken_into_half_a_period():
+    """`wrapped` (sessions, training data, eval): other dims, and no declaration, left untouched."""
+    diff = np.array([[6.2, 0.5], [-6.2, 7.0]])
+    np.testing.assert_allclose(wrapped(diff, {0: 2 * np.pi}), [[6.2 - 2 * np.pi, 0.5], [2 * np.pi - 6.2, 7.0]])
+    assert wrapped(diff, None) is diff

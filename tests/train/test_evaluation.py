@@ -114,11 +114,3 @@ def test_eval_split_takes_several_names_and_names_the_known_ones(tiny_artifact):
     assert sorted(res["prediction_by_split"]["none"]) == sorted(splits[:2])
     with pytest.raises(ValueError, match=f"no split 'moderat'.*{splits[0]}"):
         evaluate_artifact(EvalConfig(split=f"{splits[0]},moderat", **cfg))
-
-
-def test_prediction_errors_count_a_wrapped_dim_modulo_its_period():
-    from mbmrl.runtime.validation import wrapped
-
-    diff = np.array([[6.2, 0.5], [-6.2, 7.0]])
-    np.testing.assert_allclose(wrapped(diff, {0: 2 * np.pi}), [[6.2 - 2 * np.pi, 0.5], [2 * np.pi - 6.2, 7.0]])
-    assert wrapped(diff, None) is diff
