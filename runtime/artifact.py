@@ -125,6 +125,9 @@ class Manifest:
     periodic_obs: dict[int, float] = field(default_factory=dict)
     """Observation dims the system wraps (dim -> period, e.g. the half-cheetah's pitch in a 2pi window): a session
     takes a transition's change on them modulo the period (`validation.continuous`), as training did."""
+    default_guard: dict = field(default_factory=dict)
+    """The adaptation guard's settings for this model's sessions (`GuardConfig` fields; empty: the runtime's
+    defaults): a family whose adapted models must be clearly better before they plan says so here."""
 
     @property
     def horizons(self) -> list[int]:

@@ -93,12 +93,13 @@ class GuardConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> GuardConfig:
-        """From a JSON object; unknown fields are an error."""
+    def from_dict(cls, d: dict, base: GuardConfig | None = None) -> GuardConfig:
+        """From a JSON object, its fields replacing `base`'s (default: the runtime's defaults); unknown fields
+        are an error."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"guard: unknown fields {sorted(unknown)}; expected {[f.name for f in fields(cls)]}")
-        cfg = replace(cls(), **d)
+        cfg = replace(base or cls(), **d)
         cfg.validate()
         return cfg
 
@@ -119,14 +120,16 @@ class GuardState:
     last: np.ndarray  # (O,) the next_obs of the last scored transition (tracks continue only from it)
 
 
-def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode) -> GuardConfig | None:
+def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode,
+                   base: GuardConfig | None = None) -> GuardConfig | None:
     """A session's guard settings: on by default for every mode that adapts (its belief or its head), never for
-    `none` and `oracle` (nothing to fall back from); `False` turns it off, a dict changes settings."""
+    `none` and `oracle` (nothing to fall back from); `False` turns it off, a dict changes settings of `base`
+    (the artifact's `default_guard`; None: the runtime's defaults)."""
     if guard is False or not (mode.adapts_belief or mode.state_type is not NoState):
         return None
     if isinstance(guard, dict):
-        return GuardConfig.from_dict(guard)  # validated
-    cfg = guard if isinstance(guard, GuardConfig) else GuardConfig()
+        return GuardConfig.from_dict(guard, base)  # validated
+    cfg = guard if isinstance(guard, GuardConfig) else (base or GuardConfig())
     cfg.validate()
     return cfg
 

@@ -180,7 +180,8 @@ def create_app(
             "action_low": rt.action_low.tolist(), "action_high": rt.action_high.tolist(),
             "hidden_size": mf.hidden_size, "modes": {k: s.to_dict() for k, s in mf.modes.items()},
             "default_mode": rt.default_mode, "default_cost": rt.default_cost.to_dict(),
-            "default_planner": rt.default_planner.to_dict(), "horizons": rt.horizons, "family": mf.family,
+            "default_planner": rt.default_planner.to_dict(),
+            "default_guard": rt.default_guard.to_dict(), "horizons": rt.horizons, "family": mf.family,
             "format_version": FORMAT_VERSION, "precision": getattr(rt.dynamics, "precision", "fp32"),
             "int8": mf.int8,
         }

@@ -261,7 +261,8 @@ def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
             "default_planner": {**family.default_planner, **(planner or {})}, "param_ranges": family.param_ranges(),
             "eval_start": family.eval_start, "episode_steps": family.episode_steps,
             "reference": family.reference.to_dict() if family.reference else None,
-            "periodic_obs": {str(k): float(v) for k, v in family.periodic_obs.items()}}
+            "periodic_obs": {str(k): float(v) for k, v in family.periodic_obs.items()},
+            "default_guard": dict(family.default_guard)}
 
 
 def open_tensorboard(path: Path):

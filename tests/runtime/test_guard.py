@@ -294,6 +294,7 @@ def test_the_guard_over_http_settings_info_and_every_act_and_step_reply(server):
     from mbmrl.runtime.client import Client
 
     client = Client(server.url, timeout=30)
+    assert client.request("GET", "/v1/model")["default_guard"] == GuardConfig().to_dict()  # what sessions start from
     rng = np.random.default_rng(2)
     with client.new_session(mode="bayes", seed=0, guard={"horizon": 4, "leave": 0.9}) as s:
         info = client.request("GET", f"/v1/sessions/{s.session_id}")
@@ -310,3 +311,41 @@ def test_the_guard_over_http_settings_info_and_every_act_and_step_reply(server):
     with client.new_session(mode="bayes", guard=False) as s:
         assert client.request("GET", f"/v1/sessions/{s.session_id}")["guard"] is None
         assert s.act(OBS).guard is None
+
+
+def test_an_artifact_s_default_guard_sets_its_sessions_guard_and_a_session_s_settings_patch_it(tiny_artifact,
+                                                                                               tmp_path):
+    """A family that wants its adapted models clearly better before they plan says so in the manifest
+    (`default_guard`): every adaptive session starts from those settings, a session's own dict changes only
+    the fields it names, `False` still turns the guard off, and impossible settings refuse to load."""
+    import json
+    import shutil
+
+    from mbmrl.runtime import ArtifactError, Session, load
+    from mbmrl.runtime.artifact import DIGEST, sha256_file
+
+    assert load(tiny_artifact).default_guard == GuardConfig()  # exported without one: the runtime's defaults
+    copy = tmp_path / "a"
+    shutil.copytree(tiny_artifact, copy)
+
+    def write(default_guard):
+        m = json.loads((copy / "manifest.json").read_text())
+        m["default_guard"] = default_guard
+        (copy / "manifest.json").write_text(json.dumps(m))
+        (copy / DIGEST).write_text(sha256_file(copy / "manifest.json"))
+
+    write({"leave": 0.6, "hysteresis": 0.1})
+    rt = load(copy)
+    assert rt.default_guard == GuardConfig(leave=0.6, hysteresis=0.1)
+    assert Session(rt, "bayes").info()["guard"]["config"] == GuardConfig(leave=0.6, hysteresis=0.1).to_dict()
+    patched = Session(rt, "gradient", guard={"horizon": 4}).info()["guard"]["config"]
+    assert patched == GuardConfig(leave=0.6, hysteresis=0.1, horizon=4).to_dict()
+    assert Session(rt, "recurrent", guard=False).info()["guard"] is None
+    assert Session(rt, "none").info()["guard"] is None
+
+    write({"leave": -1})
+    with pytest.raises(ArtifactError, match="default_guard: guard.leave must be in"):
+        load(copy)
+    write({"leav": 0.6})
+    with pytest.raises(ArtifactError, match="unknown fields"):
+        load(copy)

@@ -184,3 +184,16 @@ def test_a_somersaulted_cheetah_observes_the_pitch_it_was_trained_on():
     for obs in observed:
         assert -np.pi / 2 <= obs[1] < 3 * np.pi / 2
         np.testing.assert_allclose(obs, observed[0], atol=1e-9)
+
+
+def test_the_family_s_guard_reaches_the_manifest_also_from_runs_saved_before_checkpoints_kept_it():
+    """The half-cheetah's guard margin (`default_guard`) is what its artifacts' sessions start from; a run
+    trained before checkpoints stored it exports its built-in family's own, a user's family the runtime's
+    defaults, and a stored value wins."""
+    from mbmrl.train.checkpoint import default_guard
+    from mbmrl.train.families import get_family
+
+    assert dict(get_family("halfcheetah").default_guard) == {"leave": 0.6} == default_guard({"name": "halfcheetah"})
+    assert default_guard({"name": "cripple_halfcheetah"}) == {"leave": 0.6}
+    assert default_guard({"name": "pendulum"}) == {} == default_guard({"name": "my_pkg.families:robot"})
+    assert default_guard({"name": "halfcheetah", "default_guard": {}}) == {}

@@ -140,6 +140,9 @@ class TaskFamily:
     """Observation dims the env wraps (dim -> period, e.g. an angle kept in a 2pi window): a transition across the
     wrap jumps by a period that is no dynamics, so training takes its delta modulo the period
     (`Segments.continuous`)."""
+    default_guard: Mapping[str, float] = field(default_factory=dict)
+    """The adaptation guard's settings for this family's sessions (`GuardConfig` fields; empty: the runtime's
+    defaults), carried in the manifest as `default_guard`."""
 
     @property
     def param_names(self) -> tuple[str, ...]:
