@@ -193,7 +193,7 @@ def test_the_family_s_guard_reaches_the_manifest_also_from_runs_saved_before_che
     from mbmrl.train.checkpoint import default_guard
     from mbmrl.train.families import get_family
 
-    assert dict(get_family("halfcheetah").default_guard) == {"leave": 0.6} == default_guard({"name": "halfcheetah"})
-    assert default_guard({"name": "cripple_halfcheetah"}) == {"leave": 0.6}
+    assert dict(get_family("halfcheetah").default_guard) == {"leave": 0.5} == default_guard({"name": "halfcheetah"})
+    assert default_guard({"name": "cripple_halfcheetah"}) == {"leave": 0.5}
     assert default_guard({"name": "pendulum"}) == {} == default_guard({"name": "my_pkg.families:robot"})
     assert default_guard({"name": "halfcheetah", "default_guard": {}}) == {}
