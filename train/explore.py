@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from mbmrl.runtime.guard import GuardConfig
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.session import Session
@@ -78,7 +79,9 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
         env = family.make_env(p, family.eval_start)
         out = []
         for _ in range(episodes_per_task):
-            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)))
+            # the runtime's default guard, not the family's deployment margin (`default_guard`, chosen on test
+            # physics): the data a schedule collects stay those of the runs docs/cadm.md reports
+            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)), guard=GuardConfig())
             ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)))
             out.append((ep.arrays(), [p[k] for k in family.param_names]))
         env.close()

@@ -36,6 +36,12 @@ def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run)
     first = segs.obs[segs.task_ids == 100][0, 0]
     assert first[0] < -0.8
     assert model.training  # collection plans in eval mode and hands the model back in training mode
+    # a family's deployment guard (`default_guard`, chosen on test physics) does not change what a schedule
+    # collects: exploring sessions keep the runtime's default guard
+    eager = {**facts, "family_info": {**facts["family_info"], "default_guard": {"leave": 100.0, "plan_after": 0}}}
+    same = collect_mpc(model, eager, fam, n_tasks=2, episodes_per_task=1, seg_len=50, noise=0.1,
+                       rng=np.random.default_rng(0), first_task_id=100, progress=False)[0]
+    np.testing.assert_array_equal(same.actions, segs.actions)
 
 
 def test_exploring_on_the_exported_model_flies_as_the_torch_model_does(tiny_run, tmp_path):
