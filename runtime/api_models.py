@@ -86,8 +86,7 @@ class ModelInfo(BaseModel):
     default_mode: str
     default_cost: dict[str, Any]
     default_planner: dict[str, Any]
-    default_guard: dict[str, Any] = Field(default_factory=dict, description="the adaptation guard's settings for "
-                                          "sessions that send none (adaptive modes)")
+    default_guard: dict[str, Any] = Field(default_factory=dict, description="guard settings sessions start from")
     horizons: list[int]
     precision: str = Field("fp32", description="rollout graphs in use: fp32, or int8 with `int8`'s measured error")
     int8: dict[str, Any] | None = None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .artifact import ArtifactError, Manifest
 from .cost import Cost
 from .modes import Mode, NoState
 from .validation import continues
@@ -118,6 +119,15 @@ class GuardState:
     h: np.ndarray  # (k, hidden) the adapted belief each adapted track started with
     W: np.ndarray  # (k, D, P) the adapted head each adapted track started with
     last: np.ndarray  # (O,) the next_obs of the last scored transition (tracks continue only from it)
+
+
+def manifest_guard(manifest: Manifest) -> GuardConfig:
+    """An artifact's guard settings for its sessions: its manifest's `default_guard` over the runtime's defaults
+    (an ArtifactError naming the field when impossible)."""
+    try:
+        return GuardConfig.from_dict(manifest.default_guard)
+    except ValueError as e:
+        raise ArtifactError(f"manifest default_guard: {e}; re-export the run") from e
 
 
 def guard_settings(guard: GuardConfig | dict | bool | None, mode: Mode,

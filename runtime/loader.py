@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .artifact import ArtifactError, Manifest, Params
+from .guard import manifest_guard
 from .model import Runtime
 from .onnx_dynamics import OnnxDynamics
 
@@ -16,6 +17,7 @@ def load(artifact: str | Path, threads: int = 1, verify: bool = True, precision:
     manifest = Manifest.load(root, verify=verify)
     params = Params.load(root / manifest.params_file)
     m = manifest
+    manifest_guard(m)  # impossible guard settings: refused here, not at the first session
     expected = {"h0": (m.hidden_size,), "W0": (m.feature_dim, m.output_dim)}
     for name, shape in expected.items():
         if getattr(params, name).shape != shape:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import ArtifactError, Manifest, Normalization, Params
+from .artifact import Manifest, Normalization, Params
 from .cost import Cost
 from .dynamics import Dynamics
-from .guard import GuardConfig
 from .planner import PlannerConfig
 from .reference import ReferenceLayout
 
@@ -31,16 +30,11 @@ class Runtime:
     """The artifact directory it was loaded from (None for an in-memory torch model)."""
     default_cost: Cost = field(init=False)
     default_planner: PlannerConfig = field(init=False)
-    default_guard: GuardConfig = field(init=False)
 
     def __post_init__(self):
         m = self.manifest
         object.__setattr__(self, "default_cost", Cost.from_dict(m.default_cost, m.obs_dim, m.action_dim))
         object.__setattr__(self, "default_planner", PlannerConfig(**m.default_planner))
-        try:
-            object.__setattr__(self, "default_guard", GuardConfig.from_dict(m.default_guard))
-        except ValueError as e:
-            raise ArtifactError(f"manifest default_guard: {e}; re-export the run") from e
 
     @property
     def obs_dim(self) -> int:

@@ -43,6 +43,7 @@ from .api_models import (  # noqa: F401  (re-exported: the schemas are part of t
 )
 from .api_reference import SetReference
 from .artifact import FORMAT_VERSION, Manifest
+from .guard import manifest_guard
 from .http_guards import (
     DOC_PATHS,
     BearerAuth,
@@ -181,7 +182,7 @@ def create_app(
             "hidden_size": mf.hidden_size, "modes": {k: s.to_dict() for k, s in mf.modes.items()},
             "default_mode": rt.default_mode, "default_cost": rt.default_cost.to_dict(),
             "default_planner": rt.default_planner.to_dict(),
-            "default_guard": rt.default_guard.to_dict(), "horizons": rt.horizons, "family": mf.family,
+            "default_guard": manifest_guard(mf).to_dict(), "horizons": rt.horizons, "family": mf.family,
             "format_version": FORMAT_VERSION, "precision": getattr(rt.dynamics, "precision", "fp32"),
             "int8": mf.int8,
         }

@@ -26,6 +26,7 @@ from .guard import (
     guard_settings,
     init_guard,
     load_guard,
+    manifest_guard,
     mix,
     one_step_weight,
 )
@@ -52,7 +53,7 @@ class Session:
         self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
         self.adapter = make_mode(self.mode, rt.manifest, rt.params, window)  # window None: the artifact's
-        self.guard_config = guard_settings(guard, self.adapter, rt.default_guard)  # None: no guard
+        self.guard_config = guard_settings(guard, self.adapter, manifest_guard(rt.manifest))  # None: no guard
         base = rt.default_planner
         self.planner = base.replace(**planner) if isinstance(planner, dict) else (planner or base)
         self.planner.validate()

@@ -323,8 +323,9 @@ def test_an_artifact_s_default_guard_sets_its_sessions_guard_and_a_session_s_set
 
     from mbmrl.runtime import ArtifactError, Session, load
     from mbmrl.runtime.artifact import DIGEST, sha256_file
+    from mbmrl.runtime.guard import manifest_guard
 
-    assert load(tiny_artifact).default_guard == GuardConfig()  # exported without one: the runtime's defaults
+    assert manifest_guard(load(tiny_artifact).manifest) == GuardConfig()  # exported without one: the runtime's defaults
     copy = tmp_path / "a"
     shutil.copytree(tiny_artifact, copy)
 
@@ -336,7 +337,7 @@ def test_an_artifact_s_default_guard_sets_its_sessions_guard_and_a_session_s_set
 
     write({"leave": 0.6, "hysteresis": 0.1})
     rt = load(copy)
-    assert rt.default_guard == GuardConfig(leave=0.6, hysteresis=0.1)
+    assert manifest_guard(rt.manifest) == GuardConfig(leave=0.6, hysteresis=0.1)
     assert Session(rt, "bayes").info()["guard"]["config"] == GuardConfig(leave=0.6, hysteresis=0.1).to_dict()
     patched = Session(rt, "gradient", guard={"horizon": 4}).info()["guard"]["config"]
     assert patched == GuardConfig(leave=0.6, hysteresis=0.1, horizon=4).to_dict()
