@@ -77,9 +77,9 @@ class EvalConfig:
         "help": "rollout graphs to plan with: 'fp32', 'int8' (an artifact exported with --int8), or 'fp32,int8' "
                 "for both side by side (int8 modes are reported as MODE@int8)"})
     guard: str = field(default="on", metadata={
-        "help": "the adaptation guard of adaptive sessions: 'on' (the runtime's default), 'off', 'both' (each "
-                "adaptive mode also unguarded, reported as MODE@unguarded), or a JSON object of guard settings, "
-                "e.g. '{\"horizon\": 15}'"})
+        "help": "the adaptation guard of adaptive sessions: 'on' (the artifact's default_guard), 'off', 'both' "
+                "(each adaptive mode also unguarded, reported as MODE@unguarded), or a JSON object of guard "
+                "settings changing the artifact's, e.g. '{\"horizon\": 15}'"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
     workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})
