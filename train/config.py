@@ -23,6 +23,9 @@ class TrainConfig:
     # data
     n_tasks: int = field(default=120, metadata=_h("training tasks sampled from the family's train space"))
     episodes_per_task: int = field(default=2, metadata=_h("random-action episodes collected per task"))
+    random_policy: str = field(default="mixed", metadata=_h(
+        "random-action episodes: 'mixed' (half i.i.d. uniform, half a smooth random walk) or 'uniform' (all "
+        "i.i.d., as CaDM's and PETS's random round)"))
     seq_len: int = field(default=64, metadata=_h("segment length L: context and targets come from one segment"))
     collect_envs: int = field(default=1, metadata=_h(
         "parallel Gymnasium envs for data collection (1 = sequential): a vector env for the random data, "
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.ensemble < 1:
             raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
+        if self.random_policy not in ("mixed", "uniform"):
+            raise ValueError(f"--random-policy must be 'mixed' or 'uniform', got {self.random_policy!r}")
         if self.mpc_engine not in ("torch", "onnx"):
             raise ValueError(f"--mpc-engine must be 'torch' or 'onnx', got {self.mpc_engine!r}")
         if self.data and not self.init:

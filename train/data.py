@@ -67,12 +67,20 @@ class Segments:
                         cat("task_ids"), parts[0].param_names)
 
 
-def random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, steps: int) -> np.ndarray:
-    """Exploration actions (steps, act_dim): i.i.d. uniform or a smooth random walk, chosen per episode.
+RANDOM_POLICIES = ("mixed", "uniform")
 
-    Smooth actions reach states (fast spins, large swings) that white noise never does.
+
+def random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, steps: int,
+                   policy: str = "mixed") -> np.ndarray:
+    """Exploration actions (steps, act_dim): i.i.d. uniform or a smooth random walk, chosen per episode
+    ('mixed'), or always i.i.d. uniform ('uniform': CaDM's and PETS's random round, `action_space.sample()`).
+
+    Smooth actions reach states (fast spins, large swings) that white noise never does; on the half-cheetah
+    they also flip it onto its back in most episodes.
     """
-    if rng.random() < 0.5:
+    if policy not in RANDOM_POLICIES:
+        raise ValueError(f"random action policy must be one of {RANDOM_POLICIES}, got {policy!r}")
+    if policy == "uniform" or rng.random() < 0.5:
         return rng.uniform(low, high, size=(steps, len(low))).astype(np.float32)
     mid, half = (low + high) / 2, (high - low) / 2
     a, out = rng.uniform(-1, 1, len(low)), []
@@ -124,15 +132,17 @@ def to_segments(episodes: list[dict], params: list[list[float]], task_ids: list[
 
 
 def collect_random(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg_len: int,
-                   rng: np.random.Generator, start: str = "default", progress: bool = True) -> Segments:
-    """Random-action data from `n_tasks` tasks sampled from the family's train space."""
+                   rng: np.random.Generator, start: str = "default", progress: bool = True,
+                   policy: str = "mixed") -> Segments:
+    """Random-action data from `n_tasks` tasks sampled from the family's train space (`policy`: see
+    `random_actions`)."""
     episodes, params, task_ids = [], [], []
     for task in tqdm(range(n_tasks), desc="collect (random)", disable=not progress, leave=False):
         p = sample_params(family.train, rng)
         env = family.make_env(p, start)
         low, high = box_bounds(env.action_space)
         for _ in range(episodes_per_task):
-            acts = random_actions(rng, low, high, family.episode_steps)
+            acts = random_actions(rng, low, high, family.episode_steps, policy)
             ep = run_episode(env, replay(acts), family.episode_steps, seed=int(rng.integers(2**31)))
             episodes.append(ep.arrays())
             params.append([p[k] for k in family.param_names])
@@ -147,7 +157,7 @@ def _time_limited_env(make_env, params, start: str, steps: int) -> gym.Env:
 
 
 def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episodes: int, steps: int,
-                   ) -> list[list[dict[str, np.ndarray]]]:
+                   policy: str = "mixed") -> list[list[dict[str, np.ndarray]]]:
     """Run `episodes` random-action episodes in every sub-env of a SAME_STEP-autoreset vector env.
 
     Returns, per sub-env, its episodes as `Episode.arrays()` records. A sub-env that ends an episode is
@@ -158,7 +168,7 @@ def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episode
         raise ValueError(f"rollout_vector needs autoreset_mode=SAME_STEP, got {envs.metadata.get('autoreset_mode')}")
     n, space = envs.num_envs, envs.single_action_space
     low, high = box_bounds(space)
-    plans = [[random_actions(rng, low, high, steps) for _ in range(episodes)] for _ in range(n)]
+    plans = [[random_actions(rng, low, high, steps, policy) for _ in range(episodes)] for _ in range(n)]
     done: list[list[dict]] = [[] for _ in range(n)]
     rec: list[dict[str, list]] = [{k: [] for k in ("obs", "actions", "next_obs", "rewards")} for _ in range(n)]
     obs, _ = envs.reset(seed=[int(rng.integers(2**31)) for _ in range(n)])  # type: ignore[arg-type]
@@ -182,7 +192,7 @@ def rollout_vector(envs: gym.vector.VectorEnv, rng: np.random.Generator, episode
 
 def collect_random_vector(family: TaskFamily, n_tasks: int, episodes_per_task: int, seg_len: int,
                           rng: np.random.Generator, num_envs: int, start: str = "default", progress: bool = True,
-                          asynchronous: bool = True) -> Segments:
+                          asynchronous: bool = True, policy: str = "mixed") -> Segments:
     """Random-action data like `collect_random`, stepping `num_envs` tasks at once in a Gymnasium vector env.
 
     Each sub-env is one task with its own parameters; episodes stop at `family.episode_steps` as in the
@@ -198,7 +208,7 @@ def collect_random_vector(family: TaskFamily, n_tasks: int, episodes_per_task: i
             envs = vector_env([partial(_time_limited_env, family.make_env, p, start, family.episode_steps)
                                for p in task_params], autoreset_mode=AutoresetMode.SAME_STEP)
             try:
-                per_env = rollout_vector(envs, rng, episodes_per_task, family.episode_steps)
+                per_env = rollout_vector(envs, rng, episodes_per_task, family.episode_steps, policy)
             finally:
                 envs.close()
             for task, p, eps in zip(tasks, task_params, per_env, strict=True):

@@ -281,8 +281,9 @@ def collect(family: TaskFamily, cfg: TrainConfig, rng: np.random.Generator) -> S
     progress = cfg.progress and dist.is_main()
     if cfg.collect_envs > 1:
         return collect_random_vector(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng,
-                                     cfg.collect_envs, progress=progress)
-    return collect_random(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng, progress=progress)
+                                     cfg.collect_envs, progress=progress, policy=cfg.random_policy)
+    return collect_random(family, cfg.n_tasks, cfg.episodes_per_task, cfg.seq_len, rng, progress=progress,
+                          policy=cfg.random_policy)
 
 
 def recorded_segments(spec: str, seq_len: int, param_names: tuple[str, ...], first_task_id: int) -> Segments:

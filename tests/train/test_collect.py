@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from mbmrl.train.data import Segments, collect_random_vector
+from mbmrl.train.data import Segments, collect_random_vector, random_actions
 from mbmrl.train.families import CostSpec, TaskFamily, Uniform, get_family
 
 EPISODE_STEPS = 12
@@ -93,3 +93,30 @@ def test_a_wrapped_angles_jump_is_not_trained_as_dynamics():
     np.testing.assert_allclose(fixed.next_obs[0, :, 1] - obs[0, :, 1], [-1.55 + 2 * np.pi - 4.70, 0.05], atol=1e-5)
     np.testing.assert_array_equal(fixed.next_obs[..., 0], nxt[..., 0])  # other dims untouched
     assert segs.continuous({}) is segs
+
+
+def test_uniform_random_policy_never_flies_the_smooth_walk():
+    """'uniform' is CaDM's random round (i.i.d. actions in every episode); 'mixed' flies a smooth random walk
+    in about half of them (lag-1 autocorrelation near 0.9), and an unknown policy is refused."""
+    rng = np.random.default_rng(0)
+    low, high = np.full(3, -1.0, np.float32), np.full(3, 1.0, np.float32)
+
+    def lag1(a):  # mean over action dims of the lag-1 autocorrelation of one episode's actions
+        return np.mean([np.corrcoef(a[:-1, j], a[1:, j])[0, 1] for j in range(a.shape[1])])
+
+    uniform = [lag1(random_actions(rng, low, high, 400, "uniform")) for _ in range(20)]
+    mixed = [lag1(random_actions(rng, low, high, 400, "mixed")) for _ in range(20)]
+    assert max(abs(c) for c in uniform) < 0.2
+    assert sum(c > 0.7 for c in mixed) >= 4
+    with pytest.raises(ValueError, match="uniform"):
+        random_actions(rng, low, high, 10, "ou")
+
+
+def test_vector_collection_uses_the_uniform_policy():
+    def lag1(policy):  # lag-1 autocorrelation of the collected actions, within segments
+        segs = collect_random_vector(counter_family(), n_tasks=4, episodes_per_task=30, seg_len=4,
+                                     rng=np.random.default_rng(3), num_envs=2, asynchronous=False, policy=policy)
+        a = segs.actions[..., 0]  # (S, L)
+        return np.corrcoef(a[:, :-1].ravel(), a[:, 1:].ravel())[0, 1]
+
+    assert abs(lag1("uniform")) < 0.15 < lag1("mixed")
