@@ -6,6 +6,9 @@ from dataclasses import dataclass, field, replace
 
 from mbmrl.runtime.planner import PlannerConfig, parse_planner
 
+# random-action episodes of the first round (`random_actions` in train/data.py)
+RANDOM_POLICIES = ("mixed", "uniform")
+
 
 def _h(text: str):
     return {"help": text}
@@ -95,8 +98,8 @@ class TrainConfig:
             raise ValueError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.ensemble < 1:
             raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
-        if self.random_policy not in ("mixed", "uniform"):
-            raise ValueError(f"--random-policy must be 'mixed' or 'uniform', got {self.random_policy!r}")
+        if self.random_policy not in RANDOM_POLICIES:
+            raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
         if self.mpc_engine not in ("torch", "onnx"):
             raise ValueError(f"--mpc-engine must be 'torch' or 'onnx', got {self.mpc_engine!r}")
         if self.data and not self.init:

@@ -19,6 +19,7 @@ from gymnasium.wrappers import TimeLimit
 from mbmrl.runtime.validation import continuous
 from tqdm.auto import tqdm
 
+from .config import RANDOM_POLICIES
 from .episode import replay, run_episode
 from .families import TaskFamily, box_bounds, sample_params
 
@@ -65,9 +66,6 @@ class Segments:
         cat = lambda k: np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
         return Segments(cat("obs"), cat("actions"), cat("next_obs"), cat("rewards"), cat("params"),
                         cat("task_ids"), parts[0].param_names)
-
-
-RANDOM_POLICIES = ("mixed", "uniform")
 
 
 def random_actions(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, steps: int,
