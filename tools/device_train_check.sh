@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU training path on a lent accelerator, in one short command (docs/gpu.md has the figures):
 #   1. meta-training throughput on the same data and model, --device cuda (bf16 autocast) against cpu;
-#   2. the half-cheetah's CaDM schedule trained on the GPU, for as many rounds as SECONDS allow.
+#   2. the half-cheetah's CaDM schedule trained on the GPU, for as many rounds as SECONDS_CADM (330) seconds allow.
 # Usage (repository root): OUT=out/device SECONDS_CADM=330 bash tools/device_train_check.sh
 # Where the machine lacks packages (gymnasium, mujoco, mbmrl itself), wheels in .whl/ are installed first.
 set -u
