@@ -214,8 +214,8 @@ def build_request_models(
         temperature: float | None = Field(None, ge=1e-3, le=1e6)  # smaller ones underflow the MPPI weights
         noise_scale: float | None = Field(None, ge=1e-3, le=10)
         elite_frac: float | None = Field(None, gt=0, le=1)
-        noise_beta: float | None = Field(None, ge=0, le=4, description="colour of the sampling noise: 0 white, "
-                                         "2 smooth in time (iCEM)")
+        noise_beta: float | None = Field(None, ge=0, le=4, description="noise colour: 0 white, 2 smooth (iCEM)")
+        momentum: float | None = Field(None, ge=0, lt=1, description="CEM: share of the old mean and variance kept")
         deadline_ms: float | None = Field(None, ge=0, le=60_000, description="> 0: fewer samples if needed to "
                                           "plan within this many ms on the server's CPU; 0: no deadline")
 

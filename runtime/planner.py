@@ -37,6 +37,8 @@ class PlannerConfig:
     """> 0: pick the sample count so that `act` plans within this many ms on this CPU (at most `samples`)."""
     noise_beta: float = 0.0
     """Colour of the sampling noise along the horizon (iCEM): power spectrum ~ 1/f^beta; 0 = white, 2 = smooth."""
+    momentum: float = 0.0
+    """CEM: each iteration keeps this share of the old mean and variance (CaDM's and PETS's alpha, 0.1)."""
 
     def replace(self, **overrides) -> PlannerConfig:
         """A validated copy with some fields replaced."""
@@ -53,6 +55,8 @@ class PlannerConfig:
                 raise ValueError(f"planner.{name} must be >= 1, got {getattr(self, name)}")
         if not (self.temperature > 0 and self.noise_scale > 0 and 0 < self.elite_frac <= 1):
             raise ValueError("planner.temperature and noise_scale must be > 0 and elite_frac in (0, 1]")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"planner.momentum must be in [0, 1) (0: no memory), got {self.momentum}")
         if not 0 <= self.noise_beta <= 4:
             raise ValueError(f"planner.noise_beta must be in [0, 4] (0: white noise), got {self.noise_beta}")
         if not self.deadline_ms >= 0:
@@ -164,8 +168,11 @@ def plan_with_weights(
         w = sample_weights(objective(actions), cfg)  # (N,)
         if not w.any():
             return mean, w  # nothing usable sampled: keep the previous plan
-        mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
+        new_mean = np.tensordot(w, actions, axes=1).astype(np.float32)  # (H, A)
         if cfg.method == "cem":
             elite = actions[w > 0]  # (E, H, A)
-            std = np.maximum(elite.std(axis=0), 1e-3 * half_range).astype(np.float32)
+            var = cfg.momentum * std**2 + (1 - cfg.momentum) * elite.var(axis=0)  # (H, A)
+            std = np.maximum(np.sqrt(var), 1e-3 * half_range).astype(np.float32)
+            new_mean = (cfg.momentum * mean + (1 - cfg.momentum) * new_mean).astype(np.float32)
+        mean = new_mean
     return np.clip(mean, low, high).astype(np.float32), w

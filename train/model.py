@@ -37,15 +37,28 @@ class ModelArgs:
     """> 0 makes an oracle model: h is the normalized true task parameters, no encoder."""
     ensemble: int = 1
     """K feature MLPs (members) sharing the belief encoder and the head."""
+    mlp_depth: int = 2
+    """Hidden layers of each feature MLP (fx, f2, then depth - 2 more width x width layers); CaDM's MLPs have 4."""
 
 
 def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_size: int, width: int,
-                       feature_dim: int) -> None:
-    """Give `module` one member's feature layers `fx`, `fh`, `f2`, `f3` (the model itself holds member 0's)."""
+                       feature_dim: int, depth: int = 2) -> None:
+    """Give `module` one member's feature layers `fx`, `fh`, `f2`, `fmid`, `f3` (the model holds member 0's)."""
+    if depth < 2:
+        raise ValueError(f"mlp_depth must be >= 2 hidden layers, got {depth}")
     module.fx = nn.Linear(obs_dim + action_dim, width)
     module.fh = nn.Linear(hidden_size, width, bias=False)  # h enters the first layer additively
     module.f2 = nn.Linear(width, width)
+    module.fmid = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 2))  # empty at the default depth
     module.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
+
+
+def hidden_to_features(m: FeatureMLP | DynamicsModel, pre: torch.Tensor) -> torch.Tensor:
+    """A member's layers after the first one's pre-activation: (..., width) -> phi without its 1, (..., D-1)."""
+    z = F.silu(m.f2(F.silu(pre)))
+    for layer in m.fmid:
+        z = F.silu(layer(z))
+    return torch.tanh(m.f3(z))
 
 
 class FeatureMLP(nn.Module):
@@ -54,11 +67,13 @@ class FeatureMLP(nn.Module):
     fx: nn.Linear
     fh: nn.Linear
     f2: nn.Linear
+    fmid: nn.ModuleList
     f3: nn.Linear
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, width: int, feature_dim: int):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, width: int, feature_dim: int,
+                 depth: int = 2):
         super().__init__()
-        add_feature_layers(self, obs_dim, action_dim, hidden_size, width, feature_dim)
+        add_feature_layers(self, obs_dim, action_dim, hidden_size, width, feature_dim, depth)
 
 
 class DynamicsModel(nn.Module):
@@ -79,6 +94,7 @@ class DynamicsModel(nn.Module):
     fx: nn.Linear
     fh: nn.Linear
     f2: nn.Linear
+    fmid: nn.ModuleList
     f3: nn.Linear
 
     def __init__(self, args: ModelArgs):
@@ -98,8 +114,9 @@ class DynamicsModel(nn.Module):
         if args.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 members, got {args.ensemble}")
         w = args.mlp_width
-        add_feature_layers(self, o, a, self.hidden_size, w, args.feature_dim)  # member 0 (a plain model's only)
-        self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, args.feature_dim)
+        d = args.mlp_depth
+        add_feature_layers(self, o, a, self.hidden_size, w, args.feature_dim, d)  # member 0 (a plain model's only)
+        self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, args.feature_dim, d)
                                      for _ in range(args.ensemble - 1))  # members 1 .. K-1
         self.W0 = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
         nn.init.normal_(self.W0, std=0.01)
@@ -183,9 +200,7 @@ class DynamicsModel(nn.Module):
         a planner."""
         m = self.member(k)
         x = torch.cat([(obs - self.obs_mean) / self.obs_std, (action - self.action_mean) / self.action_std], -1)
-        z = F.silu(m.fx(x) + h_proj)
-        z = F.silu(m.f2(z))
-        z = torch.tanh(m.f3(z))
+        z = hidden_to_features(m, m.fx(x) + h_proj)
         return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
 
     def next_obs(self, obs, head_out) -> torch.Tensor:
@@ -246,7 +261,7 @@ class DynamicsModel(nn.Module):
         e = None
         for t in range(horizon):
             pre = pa[t] if e is None else torch.addmm(pa[t], e, wx.T)  # (N, width)
-            z = torch.tanh(m.f3(F.silu(m.f2(F.silu(pre)))))  # (N, D-1)
+            z = hidden_to_features(m, pre)  # (N, D-1)
             e = z @ wd if e is None else e + z @ wd  # (N, O); torch's addmm here loses digits the graph keeps
             es.append(e)
             zs.append(z)

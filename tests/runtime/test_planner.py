@@ -98,3 +98,20 @@ def test_colored_noise_is_white_at_beta_zero_and_smooth_at_beta_two():
 def test_noise_beta_is_validated():
     with pytest.raises(ValueError, match="noise_beta"):
         PlannerConfig(noise_beta=-1).validate()
+
+
+def test_cem_momentum_keeps_its_share_of_the_old_mean():
+    """One CEM iteration with momentum m lands at m * warm start + (1 - m) * the elites' mean (CaDM's alpha)."""
+    objective = integrator_objective(1.5, 1.0, 0.5)
+    low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+    warm = np.full((H, A), 0.7, np.float32)
+    base = PlannerConfig(method="cem", horizon=H, samples=256, iterations=1, noise_scale=0.3, elite_frac=0.1)
+    elites_mean = plan(objective, warm, low, high, base, np.random.default_rng(3))
+    kept = plan(objective, warm, low, high, base.replace(momentum=0.25), np.random.default_rng(3))
+    np.testing.assert_allclose(kept, 0.25 * warm + 0.75 * elites_mean, atol=1e-6)
+    # and it still converges to the optimum over many iterations
+    cfg = base.replace(samples=1024, iterations=100, momentum=0.1, noise_scale=0.3, elite_frac=0.05)
+    best = plan(objective, np.zeros((H, A), np.float32), low, high, cfg, np.random.default_rng(0))
+    np.testing.assert_allclose(best[:, 0], integrator_optimum(1.5, 1.0, 0.5), atol=0.03)
+    with pytest.raises(ValueError, match="momentum"):
+        PlannerConfig(momentum=1.0).validate()

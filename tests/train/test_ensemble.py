@@ -23,7 +23,7 @@ K = 3
 def ensemble_artifact(tmp_path_factory):
     run = tmp_path_factory.mktemp("ens_run")
     cfg = TrainConfig(out=str(run), n_tasks=8, episodes_per_task=1, iters=40, batch_size=16, seq_len=48,
-                      hidden_size=8, feature_dim=16, mlp_width=32, window=32, ensemble=K, oracle=False,
+                      hidden_size=8, feature_dim=16, mlp_width=32, mlp_depth=3, window=32, ensemble=K, oracle=False,
                       rollout_steps=3, progress=False, tensorboard=False)
     train(cfg)
     return export_run(ExportConfig(run=str(run), out=str(tmp_path_factory.mktemp("ens") / "artifact"),
@@ -49,6 +49,7 @@ def test_the_artifact_says_it_is_an_ensemble_and_passes_parity(ensemble_artifact
     assert all(v < 1e-3 for k, v in m["parity"].items() if k != "tolerance")
     model = Checkpoint.load(ensemble_artifact / "model.pt").model()
     assert len(model.members) == K - 1
+    assert len(model.fmid) == 1 and all(len(mm.fmid) == 1 for mm in model.members)  # mlp_depth 3: one more layer
 
 
 def test_the_rollout_graph_plans_on_the_mean_cost_of_every_member(ensemble_artifact):
@@ -102,7 +103,10 @@ def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
 def test_a_plain_model_has_no_member_parameters_and_old_checkpoints_load():
     m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, mlp_width=8))
     assert not any(k.startswith("members.") for k in m.state_dict())
-    args = {k: v for k, v in m.checkpoint()["args"].items() if k != "ensemble"}  # written before ensembles
+    assert len(m.fmid) == 0  # the default depth (2) adds no layer: checkpoints from before mlp_depth load as they were
+    args = {k: v for k, v in m.checkpoint()["args"].items() if k not in ("ensemble", "mlp_depth")}  # written before
     DynamicsModel.from_checkpoint({"args": args, "state_dict": m.state_dict()})
     with pytest.raises(ValueError, match="ensemble"):
         TrainConfig(ensemble=0)
+    with pytest.raises(ValueError, match="mlp-depth"):
+        TrainConfig(mlp_depth=1)
