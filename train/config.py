@@ -80,6 +80,9 @@ class TrainConfig:
         "bayes: prior weight a0 of the online noise-scale estimate (Student-t predictive); 0 = noise known"))
     window: int = field(default=32, metadata=_h("context window M for gradient/bayes adaptation"))
     oracle: bool = field(default=True, metadata=_h("also train the oracle model (true parameters as input)"))
+    resume: bool = field(default=False, metadata=_h(
+        "continue the run in --out after its last finished exploration round (RUN/resume.pt, written after each "
+        "round); a fresh start when there is none"))
     init: str = field(default="", metadata=_h(
         "fine-tune: start from this run's model.pt and data.npz instead of collecting and training from scratch"))
     data: str = field(default="", metadata=_h(

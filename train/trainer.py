@@ -30,6 +30,7 @@ from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
 from .families import CostSpec, TaskFamily, box_bounds, get_family, sample_params
 from .model import DynamicsModel, ModelArgs
+from .resume import RoundState, load_round, save_round
 
 
 def resolve_device(name: str) -> torch.device:
@@ -363,27 +364,40 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
     low, high = box_bounds(probe.action_space)
     obs_dim, action_dim = len(box_bounds(probe.observation_space)[0]), len(low)
     probe.close()
-    # fine-tune (--init): the run's own data (so its normalization) and weights, plus recorded sessions
-    segs = Segments.load(Path(cfg.init) / "data.npz") if cfg.init else collect(family, cfg, rng)
-    segs = segs.continuous(family.periodic_obs)  # a wrapped angle's jump is no dynamics (every source below too)
-    train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
-    stats = normalization_stats(segs, low, high)
-    if cfg.data:  # (the oracle is off then: recorded tasks have no known parameters)
-        rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names, first_task_id=int(segs.task_ids.max()) + 1)
-        train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
-        segs = Segments.concat([segs, rec.continuous(family.periodic_obs)])
+    resumed = load_round(out, cfg) if cfg.resume else None  # --resume: continue after the last finished round
     writer = open_tensorboard(out / "tb") if cfg.tensorboard and main else None
-
-    model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
-             else build_model(cfg, obs_dim, action_dim, stats, device=device))
     target_weight = objective_weights(family.default_cost, cfg.objective_weight)
-    histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer,
-                              target_weight)}
+    if resumed:
+        state, segs = resumed
+        segs = segs.continuous(family.periodic_obs)
+        train_idx, val_idx, stats, curve, histories = (state.train_idx, state.val_idx, state.stats, state.curve,
+                                                       state.histories)
+        model = build_model(cfg, obs_dim, action_dim, stats, device=device)
+        model.load_state_dict(state.model)
+        rng.bit_generator.state, first_round = state.rng, state.round
+        torch.set_rng_state(state.torch_rng)
+        if main:
+            print(f"mbmrl train: resuming {out} after MPC round {first_round}", file=sys.stderr, flush=True)
+    else:
+        # fine-tune (--init): the run's own data (so its normalization) and weights, plus recorded sessions
+        segs = Segments.load(Path(cfg.init) / "data.npz") if cfg.init else collect(family, cfg, rng)
+        segs = segs.continuous(family.periodic_obs)  # a wrapped angle's jump is no dynamics (every source too)
+        train_idx, val_idx = split_by_task(segs, cfg.val_frac, rng)
+        stats = normalization_stats(segs, low, high)
+        if cfg.data:  # (the oracle is off then: recorded tasks have no known parameters)
+            rec = recorded_segments(cfg.data, cfg.seq_len, segs.param_names,
+                                    first_task_id=int(segs.task_ids.max()) + 1)
+            train_idx = np.concatenate([train_idx, np.tile(len(segs) + np.arange(len(rec)), cfg.data_repeat)])
+            segs = Segments.concat([segs, rec.continuous(family.periodic_obs)])
+        model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
+                 else build_model(cfg, obs_dim, action_dim, stats, device=device))
+        histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer,
+                                  target_weight)}
+        curve, first_round = [], 0  # curve: the on-policy rounds' episode returns, the run's learning curve
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
              "family_info": family_info(family, parse_planner(cfg.planner))}
-    curve: list[dict] = []  # the on-policy rounds' episode returns: the run's learning curve
-    for k in range(cfg.mpc_rounds):
+    for k in range(first_round, cfg.mpc_rounds):
         # rank 0 flies and broadcasts; the shared rng advances the same way on every rank (one draw)
         explore_rng = np.random.default_rng(int(rng.integers(2**63)))
         flown = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
@@ -405,6 +419,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
             model.set_normalization({name: v for name, v in stats.items() if not name.startswith("param_")})
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
                                        device, rng, f"meta-train (MPC round {k + 1})", writer, target_weight)
+        if main:  # a killed run continues from here with --resume
+            save_round(out, RoundState(k + 1, dataclasses.asdict(cfg), model.state_dict(), train_idx, val_idx, stats,
+                                       curve, histories, rng.bit_generator.state, torch.get_rng_state()), segs)
     if main:
         segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
     if main:
