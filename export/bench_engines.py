@@ -52,8 +52,9 @@ def act_flops(rt: Runtime, n: int, horizon: int, iterations: int = 1) -> float:
     """Multiply-add FLOPs of one `act`: the feature MLP and head for n sequences x horizon steps, through every
     ensemble member, in each of the planner's `iterations` rollout calls."""
     w = rt.manifest.provenance["train_config"]["mlp_width"]
+    depth = rt.manifest.provenance["train_config"].get("mlp_depth", 2)  # runs before --mlp-depth: 2
     o, a, d, p = rt.obs_dim, rt.action_dim, rt.feature_dim, rt.manifest.output_dim
-    per = (o + a) * w + w * w + w * (d - 1) + d * p
+    per = (o + a) * w + (depth - 1) * w * w + w * (d - 1) + d * p
     return 2.0 * per * n * horizon * rt.manifest.ensemble * iterations
 
 

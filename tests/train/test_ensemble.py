@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from mbmrl.export.bench_engines import act_flops
 from mbmrl.export.config import ExportConfig
 from mbmrl.export.int8 import quantize_graph
 from mbmrl.export.onnx_export import export_run
@@ -50,6 +51,10 @@ def test_the_artifact_says_it_is_an_ensemble_and_passes_parity(ensemble_artifact
     model = Checkpoint.load(ensemble_artifact / "model.pt").model()
     assert len(model.members) == K - 1
     assert len(model.fmid) == 1 and all(len(mm.fmid) == 1 for mm in model.members)  # mlp_depth 3: one more layer
+    # the bench's FLOP count (its roofline) counts every hidden layer of every member: here 32 wide, 3 deep
+    o, act, d = model.args.obs_dim, model.args.action_dim, model.args.feature_dim
+    per_step = (o + act) * 32 + 2 * 32 * 32 + 32 * (d - 1) + d * (o + 1)
+    assert act_flops(load(ensemble_artifact), 5, 15) == 2.0 * per_step * 5 * 15 * K
 
 
 def test_the_rollout_graph_plans_on_the_mean_cost_of_every_member(ensemble_artifact):
