@@ -17,7 +17,8 @@ class ExportConfig:
     horizons: tuple[int, ...] = field(default=(15, 30), metadata={"help": "planning horizons to export"})
     tolerance: float = field(default=1e-4, metadata={"help": "max abs torch-vs-ORT error allowed"})
     int8: str = field(default="", metadata={"help": "also export int8 rollout graphs with these layers quantized: "
-                                                    "'f2' (the width x width layer), 'f2,f3' or 'all'"})
+                                                    "'f2' (the width x width layer), 'f2,fmid' (every width x "
+                                                    "width layer of an --mlp-depth > 2 model), 'f2,f3' or 'all'"})
     int8_budget: float = field(default=0.05, metadata={
         "help": "largest median int8 error allowed: cost error / cost spread, and action error / action range"})
 

@@ -27,7 +27,8 @@ from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.planner import plan
 from onnx import helper, numpy_helper
 
-LAYERS = ("f2", "f3")  # the feature MLP's hidden (width x width) and output layers: `model[.members.k].<layer>.weight`
+LAYERS = ("f2", "fmid", "f3")  # the feature MLP's width x width layers (f2, and fmid.i with --mlp-depth > 2) and its
+# output layer: `model[.members.k].<layer>[.i].weight`
 
 
 class QuantizationError(ValueError):
@@ -35,7 +36,7 @@ class QuantizationError(ValueError):
 
 
 def parse_layers(text: str) -> tuple[str, ...]:
-    """'f2' / 'f2,f3' / 'all' -> layer names; a clear error for anything else."""
+    """'f2' / 'f2,f3' / 'fmid' / 'all' -> layer names; a clear error for anything else."""
     layers = LAYERS if text.strip() == "all" else tuple(x.strip() for x in text.split(",") if x.strip())
     bad = [x for x in layers if x not in LAYERS]
     if bad or not layers:
@@ -58,7 +59,8 @@ def quantize_graph(src: Path, dst: Path, layers: tuple[str, ...]) -> int:
     for n in g.node:
         weight = n.input[1] if len(n.input) > 1 else ""
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        member_layer = weight.startswith("model.") and any(weight.endswith(f".{x}.weight") for x in layers)
+        parts = weight.split(".")
+        member_layer = parts[0] == "model" and parts[-1] == "weight" and any(x in parts for x in layers)
         if n.op_type == "Gemm" and member_layer and attrs.get("transB") == 1 \
                 and not attrs.get("transA") and attrs.get("alpha", 1.0) == attrs.get("beta", 1.0) == 1.0:
             wt = weight + ".T"

@@ -103,6 +103,8 @@ def test_every_mode_runs_on_the_ensemble_and_both_engines_agree(ensemble_artifac
 def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
     n = quantize_graph(ensemble_artifact / "rollout.onnx", tmp_path / "q.onnx", ("f2",))
     assert n == K * 15  # one f2 per member and step
+    n = quantize_graph(ensemble_artifact / "rollout.onnx", tmp_path / "q2.onnx", ("fmid",))
+    assert n == K * 15  # --mlp-depth 3: one fmid layer per member and step
 
 
 def test_a_plain_model_has_no_member_parameters_and_old_checkpoints_load():
