@@ -47,6 +47,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
             np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=rtol, atol=1e-7,
                                        err_msg=f"{phase}/{key}")
     assert single["n_segments"] == ddp["n_segments"]  # every rank trained on rank 0's exploration data
-    # only rank 0 wrote: one checkpoint, one TensorBoard event file
-    assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["model.pt"]
+    # only rank 0 wrote: one checkpoint (and one resume state, after the exploration round), one TensorBoard file
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt*")) == ["model.pt", "resume.pt"]
     assert len(list((tmp_path / "ddp" / "tb").iterdir())) == 1
