@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mbmrl.train.checkpoint import Checkpoint
-from mbmrl.train.config import TrainConfig
+from mbmrl.train.config import TrainConfig, load_run_config
 from mbmrl.train.data import Segments
 from mbmrl.train.families import get_family
 from mbmrl.train.trainer import build_model, fit, normalization_stats, objective_weights, split_by_task
@@ -51,9 +51,7 @@ def main() -> None:
     args = ap.parse_intermixed_args()
     run, out = Path(args.run), Path(args.out)
     old = Checkpoint.load(run / "model.pt")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in json.loads((run / "config.json").read_text()).items() if k in known}
-    cfg = dataclasses.replace(TrainConfig(**base), **overrides(args.settings), iters=args.iters, seed=args.seed,
+    cfg = dataclasses.replace(load_run_config(run), **overrides(args.settings), iters=args.iters, seed=args.seed,
                               out=str(out), mpc_rounds=0, protocol="")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "refit_of": str(run),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from mbmrl.runtime.planner import PlannerConfig, parse_planner
 
@@ -132,3 +134,13 @@ def with_protocol(cfg: TrainConfig) -> TrainConfig:
     defaults = TrainConfig()
     preset = {k: v for k, v in PROTOCOLS[cfg.protocol].items() if getattr(cfg, k) == getattr(defaults, k)}
     return replace(cfg, **preset)
+
+
+def load_run_config(run: str | Path, drop: tuple[str, ...] = ()) -> TrainConfig:
+    """The config a run directory was trained with (its config.json), less the `drop` fields; keys this version
+    does not know (a refit's `refit_of`, an older run's removed flags) are ignored."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no config.json; pass a run directory written by `mbmrl train`")
+    known = {f.name for f in fields(TrainConfig)} - set(drop)
+    return TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})

@@ -25,7 +25,7 @@ from tqdm.auto import trange
 from . import distributed as dist
 from . import losses as L
 from .checkpoint import Checkpoint
-from .config import TrainConfig, with_protocol
+from .config import TrainConfig, load_run_config, with_protocol
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
 from .families import CostSpec, TaskFamily, box_bounds, get_family, sample_params
@@ -324,12 +324,7 @@ def fine_tune_config(cfg: TrainConfig) -> TrainConfig:
     output, seed and data: what the fine-tuned model is trained and exported with. No new environment steps:
     the saved config already holds its protocol's values, so the protocol is dropped (it would refill
     `mpc_rounds`)."""
-    path = Path(cfg.init) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"--init {cfg.init}: no config.json; pass a run directory written by `mbmrl train`")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known and k not in (
-        "init", "data", "data_repeat")})
+    base = load_run_config(cfg.init, drop=("init", "data", "data_repeat"))
     return dataclasses.replace(base, out=cfg.out, iters=cfg.iters, seed=cfg.seed, init=cfg.init, data=cfg.data,
                                data_repeat=cfg.data_repeat, progress=cfg.progress, device=cfg.device,
                                threads=cfg.threads, mpc_rounds=0, protocol="", oracle=cfg.oracle and not cfg.data)
