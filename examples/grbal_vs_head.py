@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from mbmrl.train import losses as L
-from mbmrl.train.config import TrainConfig
+from mbmrl.train.config import TrainConfig, load_run_config
 from mbmrl.train.data import Segments
 from mbmrl.train.evaluation.evaluate import eval_episodes
 from mbmrl.train.families import get_family
@@ -152,8 +152,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     run = Path(args.run)
-    raw = json.loads((run / "config.json").read_text())
-    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = load_run_config(run)
     family = get_family(cfg.family)
     segs = Segments.load(run / "data.npz")
     if segs.obs.shape[1] < 2 * M:

@@ -417,9 +417,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         if main:  # a killed run continues from here with --resume
             save_round(out, RoundState(k + 1, dataclasses.asdict(cfg), model.state_dict(), train_idx, val_idx, stats,
                                        curve, histories, rng.bit_generator.state, torch.get_rng_state()), segs)
-    if main and cfg.mpc_rounds == 0:  # with rounds, the last one's `save_round` already wrote these very data
-        segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
     if main:
+        if cfg.mpc_rounds == 0:  # with rounds, the last one's `save_round` already wrote these very data
+            segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw
         Checkpoint.of(model, **facts).save(out / "model.pt")
     if cfg.oracle:
         oracle = build_model(cfg, obs_dim, action_dim, stats, n_task_params=len(family.param_names), device=device)
