@@ -41,6 +41,12 @@ class TrainConfig:
         "on new training tasks, then training continues on everything (0 = random data only)"))
     mpc_tasks: int = field(default=40, metadata=_h("new training tasks flown per exploration round"))
     mpc_iters: int = field(default=1000, metadata=_h("training iterations after each exploration round"))
+    mpc_lr: float = field(default=0.0, metadata=_h(
+        "peak learning rate of each exploration round's fit (0 = --lr): every round starts a fresh Adam and "
+        "cosine schedule, and a fresh Adam's first steps move every weight by about the learning rate"))
+    keep_rounds: bool = field(default=False, metadata=_h(
+        "also save the model after every exploration round's fit as RUN/rounds/roundNN.pt (checkpoints "
+        "`mbmrl export` takes), to evaluate the run's models along its learning curve"))
     mpc_noise: float = field(default=0.1, metadata=_h("exploration noise on MPC actions (fraction of half-range)"))
     renormalize: bool = field(default=False, metadata=_h(
         "recompute the normalization statistics from all data after each exploration round (CaDM does): "
@@ -100,6 +106,8 @@ class TrainConfig:
         PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
         if self.protocol not in PROTOCOLS and self.protocol != "":
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)} (or empty), got {self.protocol!r}")
+        if self.mpc_lr < 0:
+            raise ValueError(f"--mpc-lr must be >= 0 (0 = the same as --lr), got {self.mpc_lr}")
         if not 0.0 <= self.weight_decay < 1.0:
             raise ValueError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.ensemble < 1:

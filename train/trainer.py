@@ -412,8 +412,12 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         if cfg.renormalize:  # CaDM recomputes its statistics from all data before every fit
             stats = normalization_stats(segs, low, high)
             model.set_normalization({name: v for name, v in stats.items() if not name.startswith("param_")})
-        histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, dataclasses.replace(cfg, iters=cfg.mpc_iters),
-                                       device, rng, f"meta-train (MPC round {k + 1})", writer, target_weight)
+        round_cfg = dataclasses.replace(cfg, iters=cfg.mpc_iters, lr=cfg.mpc_lr or cfg.lr)
+        histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, round_cfg, device, rng,
+                                       f"meta-train (MPC round {k + 1})", writer, target_weight)
+        if main and cfg.keep_rounds:
+            (out / "rounds").mkdir(exist_ok=True)
+            Checkpoint.of(model, **facts).save(out / "rounds" / f"round{k + 1:02d}.pt")
         if main:  # a killed run continues from here with --resume
             save_round(out, RoundState(k + 1, dataclasses.asdict(cfg), model.state_dict(), train_idx, val_idx, stats,
                                        curve, histories, rng.bit_generator.state, torch.get_rng_state()), segs)
