@@ -44,6 +44,9 @@ class TrainConfig:
     mpc_lr: float = field(default=0.0, metadata=_h(
         "peak learning rate of each exploration round's fit (0 = --lr): every round starts a fresh Adam and "
         "cosine schedule, and a fresh Adam's first steps move every weight by about the learning rate"))
+    keep_optimizer: bool = field(default=False, metadata=_h(
+        "carry Adam's moment estimates from fit to fit across the exploration rounds (CaDM trains one optimizer "
+        "throughout); each round still restarts the cosine schedule at its peak learning rate"))
     keep_rounds: bool = field(default=False, metadata=_h(
         "also save the model after every exploration round's fit as RUN/rounds/roundNN.pt (checkpoints "
         "`mbmrl export` takes), to evaluate the run's models along its learning curve"))

@@ -21,7 +21,8 @@ import torch
 from .config import TrainConfig
 from .data import Segments
 
-MAY_DIFFER = ("resume", "mpc_rounds", "progress", "threads", "tensorboard", "log_every", "device", "collect_envs")
+MAY_DIFFER = ("resume", "mpc_rounds", "progress", "threads", "tensorboard", "log_every", "device", "collect_envs",
+              "keep_rounds")
 FILE = "resume.pt"
 
 
@@ -39,6 +40,7 @@ class RoundState:
     histories: dict[str, list[dict]]
     rng: Mapping[str, Any]  # numpy bit generator state
     torch_rng: torch.Tensor
+    optimizer: dict | None = None  # Adam's state_dict under --keep-optimizer
 
 
 def save_round(out: Path, state: RoundState, segs: Segments) -> None:

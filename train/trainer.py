@@ -156,14 +156,19 @@ def optimizer(model: DynamicsModel, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
         device: torch.device, rng: np.random.Generator, desc: str, writer=None,
-        target_weight: np.ndarray | None = None) -> list[dict]:
+        target_weight: np.ndarray | None = None, opt: torch.optim.Optimizer | None = None) -> list[dict]:
     """Meta-train `model` on segments (data-parallel under torchrun); returns the logged history (rank 0's).
 
     Every rank draws the same global batch indices from the shared `rng` and trains on its slice;
     gradients are averaged over ranks, so N processes take the same steps as one with the whole batch.
+    `opt`: an optimizer over `model` to continue (its moment estimates kept), else a fresh one; either way the
+    cosine schedule starts at `cfg.lr`.
     """
     weight = None if target_weight is None else torch.as_tensor(target_weight, device=device)
-    opt = optimizer(model, cfg)
+    if opt is None:
+        opt = optimizer(model, cfg)
+    for group in opt.param_groups:  # the schedule below starts from `initial_lr`
+        group["lr"] = group["initial_lr"] = cfg.lr
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iters, eta_min=cfg.lr * 0.05)
     val_batch = to_batch(segs, val_idx, device)
     context = min(16, segs.obs.shape[1] - 1)
@@ -369,6 +374,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
                                                        state.histories)
         model = build_model(cfg, obs_dim, action_dim, stats, device=device)
         model.load_state_dict(state.model)
+        opt = optimizer(model, cfg) if cfg.keep_optimizer else None  # --keep-optimizer: Adam's moments go on
+        if opt is not None and state.optimizer is not None:
+            opt.load_state_dict(state.optimizer)
         rng.bit_generator.state, first_round = state.rng, state.round
         torch.set_rng_state(state.torch_rng)
         if main:
@@ -386,8 +394,9 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
             segs = Segments.concat([segs, rec.continuous(family.periodic_obs)])
         model = (Checkpoint.load(Path(cfg.init) / "model.pt").model().to(device).train() if cfg.init
                  else build_model(cfg, obs_dim, action_dim, stats, device=device))
+        opt = optimizer(model, cfg) if cfg.keep_optimizer else None
         histories = {"model": fit(model, segs, train_idx, val_idx, cfg, device, rng, "meta-train", writer,
-                                  target_weight)}
+                                  target_weight, opt)}
         curve, first_round = [], 0  # curve: the on-policy rounds' episode returns, the run's learning curve
     facts = {"family": family.name, "param_names": list(family.param_names), "action_low": low.tolist(),
              "action_high": high.tolist(), "config": dataclasses.asdict(cfg),
@@ -414,13 +423,14 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
             model.set_normalization({name: v for name, v in stats.items() if not name.startswith("param_")})
         round_cfg = dataclasses.replace(cfg, iters=cfg.mpc_iters, lr=cfg.mpc_lr or cfg.lr)
         histories[f"mpc{k + 1}"] = fit(model, segs, train_idx, val_idx, round_cfg, device, rng,
-                                       f"meta-train (MPC round {k + 1})", writer, target_weight)
+                                       f"meta-train (MPC round {k + 1})", writer, target_weight, opt)
         if main and cfg.keep_rounds:
             (out / "rounds").mkdir(exist_ok=True)
             Checkpoint.of(model, **facts).save(out / "rounds" / f"round{k + 1:02d}.pt")
         if main:  # a killed run continues from here with --resume
             save_round(out, RoundState(k + 1, dataclasses.asdict(cfg), model.state_dict(), train_idx, val_idx, stats,
-                                       curve, histories, rng.bit_generator.state, torch.get_rng_state()), segs)
+                                       curve, histories, rng.bit_generator.state, torch.get_rng_state(),
+                                       None if opt is None else opt.state_dict()), segs)
     if main:
         if cfg.mpc_rounds == 0:  # with rounds, the last one's `save_round` already wrote these very data
             segs.save(out / "data.npz")  # random (+ on-policy) data: what the model and the oracle saw

@@ -1,5 +1,6 @@
-"""`mbmrl train --mpc-lr` and `--keep-rounds`: each exploration round's fit at its own learning rate, and the
-model after every round kept for evaluation along the learning curve."""
+"""`mbmrl train --mpc-lr`, `--keep-optimizer` and `--keep-rounds`: each exploration round's fit at its own
+learning rate, with Adam's moments carried from round to round (through `--resume` too), and the model after
+every round kept for evaluation along the learning curve."""
 
 import torch
 from mbmrl.train.checkpoint import Checkpoint
@@ -42,3 +43,12 @@ def test_mpc_lr_sets_the_rounds_learning_rate_and_zero_means_lr(tmp_path):
     # the rounds' fits move a model at 1e-5 far less than at 2e-3 (the first fit, at --lr, is the same)
     step = lambda run: moved(weights(run / "rounds/round01.pt"), weights(run / "rounds/round02.pt"))  # noqa: E731
     assert step(slow) < 0.05 * step(default)
+
+
+def test_keep_optimizer_carries_adam_across_rounds_and_through_a_resume(tmp_path):
+    fresh = weights(train(tiny(tmp_path / "fresh")) / "model.pt")
+    whole = weights(train(tiny(tmp_path / "whole", keep_optimizer=True)) / "model.pt")
+    assert any(not torch.equal(fresh[k], whole[k]) for k in fresh)  # the rounds started from other moments
+    train(tiny(tmp_path / "part", keep_optimizer=True, mpc_rounds=1))  # "killed" after round 1
+    resumed = weights(train(tiny(tmp_path / "part", keep_optimizer=True, resume=True)) / "model.pt")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)  # Adam's state went through resume.pt
