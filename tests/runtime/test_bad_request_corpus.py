@@ -67,7 +67,9 @@ def test_every_bad_request_is_4xx_without_a_stall_and_leaves_the_session_alone(t
             slowest = max(slowest, time.monotonic() - t0)
             statuses[status] = statuses.get(status, 0) + 1
             assert 400 <= status < 500, (method, path, str(body)[:200], status, str(out)[:300])
-        assert slowest < 2.0, f"a bad request took {slowest:.2f} s"
+        # a stall is the work of an accepted request (a 10**9-sample plan, a 20000-step predict): a bound of 10 s,
+        # not 2, since one of these requests took 2.7 s on a 2-core CI machine under full load (no stall)
+        assert slowest < 10.0, f"a bad request took {slowest:.2f} s"
         a, b = (s.call("POST", f"/v1/sessions/{sid}/act", {"obs": OBS})[1] for sid in (used, twin))
         a.pop("plan_ms"), b.pop("plan_ms")  # wall time: the one field that may differ
         assert a == b  # identical action, plan, predicted states and cost: nothing above touched the session
