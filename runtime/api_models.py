@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailF
 from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from .api_errors import ErrorMessage, ValidationErrorMessage
+from .api_gain import GainInfo, GainPatch
 from .api_guard import GuardInfo, GuardPatch
 from .api_reference import ReferenceBody
 from .api_types import F32, F32_MAX, Strict, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
@@ -19,27 +21,6 @@ from .types import ActResult
 
 MAX_TARGET_STEPS = 10_000  # rows of a per-step cost.target reference
 MAX_ERRORS = 20  # a 422 lists at most this many problems (and counts them all in error_count)
-
-
-class ErrorMessage(BaseModel):
-    """A 4xx error other than validation: `detail` says what was wrong and what to do."""
-
-    detail: str
-
-
-class ValidationIssue(BaseModel):
-    """One validation problem: where (`loc`), what was expected (`msg`), and its kind."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationErrorMessage(BaseModel):
-    """422: one entry per problem (the first 20); `loc` names the field, `msg` what was expected."""
-
-    detail: list[ValidationIssue]
-    error_count: int | None = Field(None, description="how many problems were found (detail lists the first 20)")
 
 
 Responses = dict[int | str, dict[str, Any]]
@@ -87,6 +68,8 @@ class ModelInfo(BaseModel):
     default_cost: dict[str, Any]
     default_planner: dict[str, Any]
     default_guard: dict[str, Any] = Field(default_factory=dict, description="guard settings sessions start from")
+    default_gain: dict[str, Any] = Field(default_factory=dict, description="actuator-gain settings sessions start "
+                                         "from (empty: off)")
     horizons: list[int]
     precision: str = Field("fp32", description="rollout graphs in use: fp32, or int8 with `int8`'s measured error")
     int8: dict[str, Any] | None = None
@@ -122,6 +105,7 @@ class SessionInfo(BaseModel):
                                              "its extent), or null")
     reference_time: float = Field(0.0, description="s on the reference's clock of the next act/step")
     guard: GuardInfo | None = Field(None, description="the adaptation guard (null: none; modes none and oracle)")
+    gain: GainInfo | None = Field(None, description="actuator-gain adaptation (null: off)")
 
 
 class Observed(BaseModel):
@@ -262,6 +246,8 @@ def build_request_models(
         guard: bool | GuardPatch | None = Field(None, description="adaptive modes: plan with the adapted model "
                                                 "only while it predicts better than the prior (null or true: on, "
                                                 "default settings; false: off; an object: settings)")
+        gain: bool | GainPatch | None = Field(None, description="actuator-gain adaptation (null: the artifact's "
+                                              "default_gain; true: on; false: off; an object: settings)")
 
     if references:  # only where the family says which obs entries a reference feeds
         class CreateTrackingSession(CreateSession):

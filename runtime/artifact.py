@@ -128,6 +128,9 @@ class Manifest:
     default_guard: dict = field(default_factory=dict)
     """The adaptation guard's settings for this model's sessions (`GuardConfig` fields; empty: the runtime's
     defaults): a family whose adapted models must be clearly better before they plan says so here."""
+    default_gain: dict = field(default_factory=dict)
+    """Actuator-gain adaptation for this model's sessions (`GainConfig` fields; empty: off by default), for a family
+    whose test robots are heavier than its training ones (`mbmrl.runtime.gain`)."""
 
     @property
     def horizons(self) -> list[int]:

@@ -181,11 +181,11 @@ class Client:
         task_params: dict | None = None,
         reference: Reference | dict | None = None,
         window: int | None = None,
-        guard: bool | dict | None = None,
+        guard: bool | dict | None = None, gain: bool | dict | None = None,
     ) -> RemoteSession:
         """Create a session on the server (see `mbmrl.runtime.Session`)."""
         body = {"mode": mode, "planner": planner, "cost": cost, "seed": seed, "window": window, "guard": guard,
-                "task_params": task_params, "reference": _reference_body(reference)}
+                "gain": gain, "task_params": task_params, "reference": _reference_body(reference)}
         body = {k: v for k, v in body.items() if v is not None}
         created = self.request("POST", "/v1/sessions", body)
         return RemoteSession(self, created["session_id"], created["mode"])

@@ -156,6 +156,11 @@ def plan_patch(model: Any) -> dict | None:
     return model.model_dump(exclude_none=True) if model is not None else None
 
 
+def on_off_patch(model: Any) -> bool | dict | None:
+    """A setting that is on, off or a patch of settings (`guard`, `gain`): the bool, or the fields a client set."""
+    return model if isinstance(model, bool) else plan_patch(model)
+
+
 async def on_planning_error(request: Request, exc: Exception) -> JSONResponse:
     """`PlanningError`: the model has no finite answer for this session's state (503: reset it, or retry)."""
     return JSONResponse({"detail": str(exc)}, 503)

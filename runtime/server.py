@@ -52,6 +52,7 @@ from .http_guards import (
     as_http_error,
     check_plan_work,
     on_http_error,
+    on_off_patch,
     on_planning_error,
     on_validation_error,
     plan_patch,
@@ -184,8 +185,7 @@ def create_app(
             "default_planner": rt.default_planner.to_dict(),
             "default_guard": manifest_guard(mf).to_dict(), "horizons": rt.horizons, "family": mf.family,
             "format_version": FORMAT_VERSION, "precision": getattr(rt.dynamics, "precision", "fp32"),
-            "int8": mf.int8,
-        }
+            "int8": mf.int8, "default_gain": mf.default_gain}
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
               responses={**AUTH, **BODY, 429: _err("Too many sessions: delete some first"), **UNAVAILABLE},
@@ -200,7 +200,7 @@ def create_app(
                     mode=body.mode, planner=plan_patch(body.planner), cost=plan_patch(body.cost),
                     seed=body.seed, task_params=body.task_params, key=idempotency_key,
                     reference=body.reference.spec() if getattr(body, "reference", None) else None, window=body.window,
-                    guard=body.guard if isinstance(body.guard, bool) else plan_patch(body.guard),
+                    guard=on_off_patch(body.guard), gain=on_off_patch(body.gain),
                     owner=request.client.host if request.client else None,
                 )
             except TooManySessions as e:

@@ -9,7 +9,6 @@ What differs between adaptation modes lives in the mode objects (`mbmrl.runtime.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 
@@ -18,14 +17,13 @@ import numpy as np
 from .cost import Cost
 from .deadline import RolloutTimer
 from .dynamics import CostTerms
+from .gain import GainConfig, fold_plant, gain_report, gain_settings, gain_terms, init_gain, manifest_gain
 from .guard import (
     GuardConfig,
     fold_guard,
-    guard_arrays,
     guard_report,
     guard_settings,
     init_guard,
-    load_guard,
     manifest_guard,
     mix,
     one_step_weight,
@@ -36,8 +34,9 @@ from .open_loop import open_loop
 from .planner import PlannerConfig, plan_with_weights, shift_plan
 from .recording import Recorder
 from .reference import Reference, Tracking
+from .session_state import restore_arrays, session_arrays
 from .types import ActResult, PlanningError
-from .validation import all_finite, as_vector, check_scale, parse_transition
+from .validation import all_finite, as_actions, as_vector, check_scale, parse_transition
 
 clock = time.perf_counter  # what plan timings and deadlines measure (tests may replace it)
 
@@ -48,12 +47,14 @@ class Session:
     def __init__(self, rt: Runtime, mode: str | None = None, planner: PlannerConfig | dict | None = None,
                  cost: Cost | dict | None = None, seed: int | None = None, task_params: dict | None = None,
                  recorder: Recorder | None = None, reference: Reference | dict | None = None,
-                 window: int | None = None, guard: GuardConfig | dict | bool | None = None):
+                 window: int | None = None, guard: GuardConfig | dict | bool | None = None,
+                 gain: GainConfig | dict | bool | None = None):
         self.rt = rt
         self.recorder = recorder  # MCAP recording of every transition and plan (`mbmrl.runtime.recording`)
         self.mode = mode or rt.default_mode
         self.adapter = make_mode(self.mode, rt.manifest, rt.params, window)  # window None: the artifact's
         self.guard_config = guard_settings(guard, self.adapter, manifest_guard(rt.manifest))  # None: no guard
+        self.gain_config = gain_settings(gain, manifest_gain(rt.manifest), rt.obs_dim)  # None: no gain adaptation
         base = rt.default_planner
         self.planner = base.replace(**planner) if isinstance(planner, dict) else (planner or base)
         self.planner.validate()
@@ -76,6 +77,7 @@ class Session:
             self.h = self.adapter.initial_belief(self.rt.h0, self.task_params)  # (hidden,)
             self.state = self.adapter.init()
             self.guard = init_guard(self.rt.obs_dim)
+            self.gain = init_gain(self.gain_config, self.rt.obs_dim, self.rt.action_dim)  # None: no gain
             self.n_observed = 0
             self.plan = self._initial_plan(self.planner.horizon)
             self.tracking = Tracking(self.tracking.reference)
@@ -89,6 +91,11 @@ class Session:
             if self.recorder is not None and (ref or self.tracking.reference):  # a change to record
                 self.recorder.reference(None if ref is None else ref.to_dict(), tracking.time)
             self.tracking = tracking
+
+    @property
+    def g(self) -> float:
+        """The actuator gain the model runs at: plant action = g x model action (1: no gain adaptation)."""
+        return 1.0 if self.gain is None else float(self.gain.gain)
 
     @property
     def W(self) -> np.ndarray:
@@ -119,12 +126,15 @@ class Session:
                 "reference": None if self.tracking.reference is None else self.tracking.reference.summary(),
                 "reference_time": self.tracking.time,
                 "guard": guard_report(self.guard, self.guard_config),
+                "gain": gain_report(self.gain, self.gain_config),
             }
 
     # ----------------------------------------------------------------- adaptation
     def _fold(self, obs, action, next_obs, reward, y) -> float:
         """Fold one validated transition (call with the lock held); returns its surprise."""
         rt = self.rt
+        if self.gain is not None and self.gain_config is not None:  # the plant's gain first; the model folds a / g
+            self.gain, action = fold_plant(self.gain_config, self.gain, obs, action, next_obs, rt)
         W = self.W  # (D, P) the adapted head before this transition
         phi = rt.dynamics.features(obs[None], action[None], self.h[None])[0]  # (D,)
         pred = phi @ W  # (P,)
@@ -157,11 +167,11 @@ class Session:
         parsed = [parse_transition(self.rt, t["obs"], t["action"], t["next_obs"], t.get("reward"), where(i))
                   for i, t in enumerate(transitions)]
         with self.lock:
-            before = (self.h, self.state, self.n_observed, self.guard)
+            before = (self.h, self.state, self.n_observed, self.guard, self.gain)
             surprises = [self._fold(*p) for p in parsed]
             state = [getattr(self.state, f.name) for f in dataclasses.fields(self.state)]
             if not all_finite(self.h, *state, surprises):
-                self.h, self.state, self.n_observed, self.guard = before
+                self.h, self.state, self.n_observed, self.guard, self.gain = before
                 raise ValueError("these transitions drive the model's belief to non-finite values; the session "
                                  "is unchanged (check units and sensors)")
             if self.recorder is not None:
@@ -188,7 +198,9 @@ class Session:
                                               time)
             h, W, head = self._model()  # (hidden,), (D, P)
             risk = self.adapter.risk(head) if c.uncertainty_weight > 0 else None
-            terms = CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start)
+            g = self.g  # plan model-unit actions u within the plant's bounds / g
+            terms = gain_terms(CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start), g,
+                               self.gain_config)
             mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
             t0 = clock()
             last: dict[str, np.ndarray] = {}
@@ -206,8 +218,8 @@ class Session:
                 spent = (clock() - t0) * 1e3
                 cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
             t_plan = clock()
-            new_plan, w = plan_with_weights(lambda a: rollout(a)[0], mean, rt.action_low, rt.action_high, cfg,
-                                            self.rng)
+            new_plan, w = plan_with_weights(lambda a: rollout(a)[0], mean, rt.action_low / g, rt.action_high / g,
+                                            cfg, self.rng)
             # the plan is sum_i w_i a_i over the last call's samples: the same weights give its expected states
             # and cost, with no second rollout call
             used = w > 0
@@ -230,8 +242,9 @@ class Session:
     def _planned(self, obs: np.ndarray, plan_: np.ndarray, states: np.ndarray, cost: float, fallback: bool,
                  samples: int, t0: float) -> ActResult:
         """Keep `plan_` (shifted) for the next warm start; the act result (call with the lock held)."""
-        self.plan = shift_plan(plan_)
-        result = ActResult(plan_[0].copy(), plan_, states, cost, fallback=fallback, samples_used=samples,
+        self.plan = shift_plan(plan_)  # model units: the next warm start
+        plant = np.clip(plan_ * np.float32(self.g), self.rt.action_low, self.rt.action_high).astype(np.float32)
+        result = ActResult(plant[0].copy(), plant, states, cost, fallback=fallback, samples_used=samples,
                            plan_ms=(clock() - t0) * 1e3,
                            guard=guard_report(self.guard, self.guard_config))
         if self.recorder is not None:
@@ -262,13 +275,10 @@ class Session:
         rt = self.rt
         obs = as_vector(obs, rt.obs_dim, "obs")
         check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
-        actions = np.asarray(actions, dtype=np.float32)
-        if actions.ndim != 2 or actions.shape[1] != rt.action_dim or len(actions) == 0:
-            raise ValueError(f"actions must have shape (T, {rt.action_dim}) with T >= 1, got {actions.shape}")
-        if not np.isfinite(actions).all():
-            raise ValueError("actions must be finite")
-        actions = np.clip(actions, rt.action_low, rt.action_high)
-        with self.lock:  # one step with a guard: its blend of both predictors; more: the model plans use
+        actions = as_actions(actions, rt.action_dim)
+        with self.lock:
+            actions = np.clip(actions, rt.action_low, rt.action_high) / np.float32(self.g)
+            # (model units) one step with a guard: its blend of both predictors; more: the model plans use
             w = (one_step_weight(self.guard_config, self.guard) if len(actions) == 1 else float(self.guard.adapted)
                  ) if self.guard_config is not None else 1.0
             pred, variance = mix([(wi, *open_loop(rt, self.adapter, obs, actions, *self._model(a)))
@@ -279,21 +289,11 @@ class Session:
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Everything needed to restore this session exactly, as named arrays."""
+        """Everything needed to restore this session exactly, as named arrays (`session_state`)."""
         with self.lock:
-            # states are immutable (a fold returns a new one), so their arrays are shared, not copied
-            head = {f"head.{f.name}": np.asarray(getattr(self.state, f.name)) for f in dataclasses.fields(self.state)}
-            return {"h": self.h, "plan": self.plan, "n_observed": np.array(self.n_observed),
-                    "rng": np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), dtype=np.uint8),
-                    **self.tracking.arrays(), **guard_arrays(self.guard), **head}
+            return session_arrays(self)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` saved (a KeyError names a missing array)."""
         with self.lock:
-            head = {f.name: state[f"head.{f.name}"] for f in dataclasses.fields(self.adapter.state_type)}
-            self.state = self.adapter.state_type(**head)
-            self.h, self.plan = state["h"], state["plan"]
-            self.n_observed = int(state["n_observed"])
-            self.rng.bit_generator.state = json.loads(bytes(state["rng"]).decode())
-            self.tracking = self.tracking.load(state)
-            self.guard = load_guard(state, self.rt.obs_dim)
+            restore_arrays(self, state)

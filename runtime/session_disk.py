@@ -172,7 +172,7 @@ class SessionDisk:
             raise ValueError("it was saved with a different artifact (manifest.json differs)")
         session = Session(self.rt, meta["mode"], planner=meta["planner"], cost=meta["cost"],
                           seed=meta["seed"], task_params=meta["task_params"], window=meta.get("window"),
-                          guard=meta.get("guard"))
+                          guard=meta.get("guard"), gain=meta.get("gain"))
         session.load_state_dict(arrays)
         entry = Entry(session, {**meta, "generation": int(meta.get("generation", 0))})
         path = self.path(session_id, ".journal")

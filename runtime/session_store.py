@@ -87,7 +87,7 @@ class SessionStore:
 
     def create(self, mode=None, planner=None, cost=None, seed=None, task_params=None,
                key: str | None = None, owner: str | None = None, reference=None, window=None,
-               guard=None) -> tuple[str, Session]:
+               guard=None, gain=None) -> tuple[str, Session]:
         """A new session (ValueError for bad settings, TooManySessions when full, PersistError when it can't be
         saved: then nothing is left behind); a repeated idempotency `key` returns the session it created."""
         self._expire()
@@ -97,10 +97,11 @@ class SessionStore:
                 return self._created[key], known.session
             self._check_room(owner)
         session = Session(self.rt, mode, planner=planner, cost=cost, seed=seed, task_params=task_params,
-                          reference=reference, window=window, guard=guard)
+                          reference=reference, window=window, guard=guard, gain=gain)
         meta = {"mode": session.mode, "planner": session.planner.to_dict(), "cost": session.cost.to_dict(),
                 "seed": seed, "task_params": task_params, "window": window, "artifact": self.artifact_id,
                 "guard": False if session.guard_config is None else session.guard_config.to_dict(),
+                "gain": False if session.gain_config is None else session.gain_config.to_dict(),
                 "generation": 0, "owner": owner}
         session_id, entry = secrets.token_hex(16), Entry(session, meta, last_used=time.time())
         self._record(session_id, entry)

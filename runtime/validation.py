@@ -40,6 +40,16 @@ def all_finite(*arrays: Any) -> bool:
     return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)
 
 
+def as_actions(actions: Any, action_dim: int) -> np.ndarray:
+    """A finite action sequence (T, action_dim), T >= 1, as float32; a ValueError says what is wrong."""
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != action_dim or len(actions) == 0:
+        raise ValueError(f"actions must have shape (T, {action_dim}) with T >= 1, got {actions.shape}")
+    if not np.isfinite(actions).all():
+        raise ValueError("actions must be finite")
+    return actions
+
+
 def continues(last_next_obs: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Whether a transition starting at `obs` continues one that ended at `last_next_obs` (no reset or gap
     between them): np.isclose(obs, last_next_obs, rtol=1e-5, atol=1e-6) on every entry of the last axis."""

@@ -78,6 +78,14 @@ def default_guard(fam: dict) -> dict:
     return dict(get_family(fam["name"]).default_guard) if fam["name"] in BUILTIN else {}
 
 
+def default_gain(fam: dict) -> dict:
+    """The family's gain settings as the checkpoint stored them; for runs saved before checkpoints kept them, the
+    built-in family's own (none for a user's family: no gain adaptation by default)."""
+    if "default_gain" in fam:
+        return dict(fam["default_gain"])
+    return dict(get_family(fam["name"]).default_gain) if fam["name"] in BUILTIN else {}
+
+
 def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ...] | None = None) -> Manifest:
     """The manifest of `model` without graphs and files (export adds those): dims, bounds, modes, defaults.
 
@@ -103,7 +111,7 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ..
         gaussian_head=bool(ckpt.config.get("gaussian_nll")), ensemble=model.args.ensemble, oracle=oracle,
         reference=reference_layout(fam),
         periodic_obs={int(k): float(v) for k, v in fam.get("periodic_obs", {}).items()},
-        default_guard=default_guard(fam),
+        default_guard=default_guard(fam), default_gain=default_gain(fam),
         provenance={"task_family": fam["name"], "param_ranges": fam["param_ranges"], "seed": ckpt.config["seed"],
                     "train_config": ckpt.config},
     )

@@ -268,7 +268,7 @@ def family_info(family: TaskFamily, planner: dict | None = None) -> dict:
             "eval_start": family.eval_start, "episode_steps": family.episode_steps,
             "reference": family.reference.to_dict() if family.reference else None,
             "periodic_obs": {str(k): float(v) for k, v in family.periodic_obs.items()},
-            "default_guard": dict(family.default_guard)}
+            "default_guard": dict(family.default_guard), "default_gain": dict(family.default_gain)}
 
 
 def open_tensorboard(path: Path):

@@ -81,6 +81,27 @@ def test_eval_guard_both_scores_every_adaptive_mode_with_and_without_its_guard(t
         parse_guard('{"horizon": 0}')
 
 
+def test_eval_gain_both_flies_every_mode_again_with_gain_adaptation(tiny_artifact):
+    """`--gain both`: MODE+gain beside each mode on the same tasks, starts and seeds; before any transition the
+    gain is 1, so the one-step errors at m=0 are the same."""
+    from mbmrl.train.evaluation.command import evaluate_artifact, parse_gain
+    from mbmrl.train.evaluation.protocol import EvalConfig
+
+    res = evaluate_artifact(EvalConfig(artifact=str(tiny_artifact), modes="none,bayes", gain="both", windows=1,
+                                       seeds=1, max_tasks=1, episode_steps=30, contexts="0,16", progress=False))
+    assert res["modes"] == ["none", "bayes", "none+gain", "bayes+gain"]
+    p = res["prediction"]
+    assert p["none+gain"]["0"]["one_step"] == p["none"]["0"]["one_step"]
+    assert all(len(res["control"][m]) > 0 for m in res["modes"])
+    assert parse_gain("default") == (None, False) and parse_gain("on") == (True, False)
+    assert parse_gain("off") == (False, False) and parse_gain("both") == (False, True)
+    assert parse_gain('{"max_gain": 2}') == ({"max_gain": 2}, False)
+    with pytest.raises(ValueError, match="gain"):
+        parse_gain("sometimes")
+    with pytest.raises(ValueError, match="max_gain"):
+        parse_gain('{"max_gain": 0.5}')
+
+
 def test_eval_without_control_still_reports_the_worst_tasks_prediction_ratio():
     """`--no-control` (seeds 0): no returns, but the per-task one-step NMSE ratios against `none` are in
     eval.json and in the markdown report, since the guard's prediction criterion needs no MPC episodes."""

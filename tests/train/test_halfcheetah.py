@@ -197,3 +197,17 @@ def test_the_family_s_guard_reaches_the_manifest_also_from_runs_saved_before_che
     assert default_guard({"name": "cripple_halfcheetah"}) == {"leave": 0.5}
     assert default_guard({"name": "pendulum"}) == {} == default_guard({"name": "my_pkg.families:robot"})
     assert default_guard({"name": "halfcheetah", "default_guard": {}}) == {}
+
+
+def test_the_mass_family_s_gain_adaptation_reaches_the_manifest_and_the_crippled_one_has_none():
+    """The heavy test cheetahs are the trained ones driven by a / mass: `halfcheetah` artifacts' sessions adapt
+    an actuator gain by default (also when exported from a run saved before checkpoints stored it); the crippled
+    family, whose one dead joint no common gain describes, and a user's family do not."""
+    from mbmrl.runtime.gain import GainConfig
+    from mbmrl.train.checkpoint import default_gain
+    from mbmrl.train.families import get_family
+
+    assert dict(get_family("halfcheetah").default_gain) == {"max_gain": 2.5} == default_gain({"name": "halfcheetah"})
+    GainConfig.from_dict(default_gain({"name": "halfcheetah"}), obs_dim=17)  # settings the runtime accepts
+    assert default_gain({"name": "cripple_halfcheetah"}) == {} == default_gain({"name": "my_pkg.families:robot"})
+    assert default_gain({"name": "halfcheetah", "default_gain": {}}) == {}

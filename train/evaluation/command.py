@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from mbmrl.runtime.gain import GainConfig
 from mbmrl.runtime.guard import GuardConfig
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.model import Runtime
@@ -52,6 +53,24 @@ def parse_guard(text: str) -> tuple[dict | bool | None, bool]:
     return settings, False
 
 
+def parse_gain(text: str) -> tuple[dict | bool | None, bool]:
+    """`--gain`: (the gain argument of every session, whether to add MODE+gain twins with it on)."""
+    text = text.strip()
+    if text in ("default", ""):
+        return None, False
+    if text in ("on", "off", "both"):
+        return text == "on", text == "both"
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--gain must be 'default', 'on', 'off', 'both' or a JSON object of gain settings, got "
+                         f"{text!r}")
+    GainConfig.from_dict(settings)  # a clear error before any work
+    return settings, False
+
+
 def parse_cost(text: str, rt: Runtime) -> dict | None:
     """`--cost`: a JSON object of cost fields, checked against the artifact (a clear error before any work)."""
     if not text:
@@ -91,13 +110,18 @@ class Setup:
         rt.default_planner.replace(**planner)  # a clear error for a bad override before any work starts
         cost = parse_cost(cfg.cost, rt)
         guard, twins = parse_guard(cfg.guard)
+        gain, gain_twins = parse_gain(cfg.gain)
         backends = {m: partial(Session, rt if m in rt.modes else oracle_rt, planner=planner, cost=cost,
-                               window=cfg.window or None, guard=guard) for m in modes}
+                               window=cfg.window or None, guard=guard, gain=gain) for m in modes}
+        if gain_twins:  # every mode again with actuator-gain adaptation, side by side
+            backends.update({f"{m}+gain": partial(_named_session, rt, m, planner, cost=cost, window=cfg.window or None,
+                                                  guard=guard, gain=True) for m in modes if m in rt.modes})
         if twins:  # the same adaptive modes without a guard, side by side
             adaptive = [m for m in modes if m in rt.modes and m not in ("none", "oracle")]
             backends.update({f"{m}@unguarded": partial(_named_session, rt, m, planner, cost=cost,
-                                                       window=cfg.window or None, guard=False) for m in adaptive})
-            modes = list(backends)
+                                                       window=cfg.window or None, guard=False, gain=gain)
+                             for m in adaptive})
+        modes = list(backends)
         return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, guard, backends)
 
 
@@ -114,7 +138,7 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
         int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None,
-                                     guard=setup.guard)
+                                     guard=setup.guard, gain=parse_gain(cfg.gain)[0])
                 for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)

@@ -80,6 +80,10 @@ class EvalConfig:
         "help": "the adaptation guard of adaptive sessions: 'on' (the artifact's default_guard), 'off', 'both' "
                 "(each adaptive mode also unguarded, reported as MODE@unguarded), or a JSON object of guard "
                 "settings changing the artifact's, e.g. '{\"horizon\": 15}'"})
+    gain: str = field(default="default", metadata={
+        "help": "actuator-gain adaptation of every session: 'default' (the artifact's default_gain; off when it has "
+                "none), 'on', 'off', 'both' (every mode without it and again with it, reported as MODE+gain), or a "
+                "JSON object of gain settings, e.g. '{\"max_gain\": 2.0}'"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads"})
     workers: int = field(default=1, metadata={"help": "tasks evaluated in parallel (threads; e.g. 2 on 2 cores)"})
     seed: int = field(default=0, metadata={"help": "seed for evaluation data and planners"})

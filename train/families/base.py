@@ -143,6 +143,9 @@ class TaskFamily:
     default_guard: Mapping[str, float] = field(default_factory=dict)
     """The adaptation guard's settings for this family's sessions (`GuardConfig` fields; empty: the runtime's
     defaults), carried in the manifest as `default_guard`."""
+    default_gain: Mapping[str, float] = field(default_factory=dict)
+    """Actuator-gain adaptation of this family's sessions (`GainConfig` fields; empty: off), carried in the
+    manifest as `default_gain`: for families whose test robots are heavier than the trained ones."""
 
     @property
     def param_names(self) -> tuple[str, ...]:

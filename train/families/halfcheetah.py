@@ -79,6 +79,9 @@ PITCH_INDEX = 1  # obs[1] = qpos[2], the root's pitch (rooty)
 # an adapted model at 0.6-0.9x the prior's error plans worse than the prior; on the heavy ones it is at 0.2-0.5x
 # and plans better (docs/guard.md, "A margin for the half-cheetah").
 GUARD = {"leave": 0.5}
+# The heavy test cheetahs (masses and dampings 1.5-1.8) are the trained ones driven by about a / mass: estimate that
+# actuator gain per session and run the model on a / g (`mbmrl.runtime.gain`; measured: docs/cadm.md, "Actuator gain")
+GAIN = {"max_gain": 2.5}
 
 
 def wrap_pitch(obs: np.ndarray) -> np.ndarray:
@@ -202,12 +205,14 @@ def _scales(values: tuple[float, float]) -> tuple[dict[str, Choice], ...]:
     return ({"mass_scale": Choice(values), "damping_scale": Choice(values)},)
 
 
-def _cheetah_family(name: str, train: dict, test_splits: dict, description: str) -> TaskFamily:
+def _cheetah_family(name: str, train: dict, test_splits: dict, description: str, gain: dict | None = None
+                    ) -> TaskFamily:
     """A HalfCheetah family: CaDM's start, cost and planner; the parameter spaces differ."""
     return TaskFamily(name=name, make_env=make_halfcheetah, train=train, test_splits=test_splits,
                       episode_steps=EPISODE_STEPS, default_cost=COST, obs_names=OBS_NAMES,
                       action_names=ACTION_NAMES, eval_start="cadm", default_planner=dict(PLANNER),
-                      description=description, periodic_obs={PITCH_INDEX: 2 * np.pi}, default_guard=dict(GUARD))
+                      description=description, periodic_obs={PITCH_INDEX: 2 * np.pi}, default_guard=dict(GUARD),
+                      default_gain=dict(gain or {}))
 
 
 def halfcheetah_family() -> TaskFamily:
@@ -222,6 +227,7 @@ def halfcheetah_family() -> TaskFamily:
             "extreme_high": _scales((1.7, 1.8)),
         },
         description="Gymnasium HalfCheetah-v5, all body masses and joint dampings scaled per task (CaDM).",
+        gain=GAIN,
     )
 
 

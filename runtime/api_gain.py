@@ -1,0 +1,31 @@
+"""HTTP schemas of actuator-gain adaptation (`mbmrl.runtime.gain`): the `gain` settings of `POST /v1/sessions`
+and what sessions report of it in their info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .api_types import Strict, integer
+
+
+class GainInfo(BaseModel):
+    """The actuator gain a session runs its model at: the plant receives g x the model's action."""
+
+    gain: float = Field(description="the current estimate g >= 1 (1 until enough transitions were seen)")
+    kept: int = Field(description="transitions kept for the estimate")
+    settings: dict[str, Any] = Field(description="the gain adaptation's settings (`GainConfig`)")
+
+
+class GainPatch(Strict):
+    """Gain settings to change (omitted fields keep the artifact's or the defaults); `GainConfig`."""
+
+    max_gain: float | None = Field(None, gt=1, le=100, description="largest gain considered")
+    grid: integer(2, 256) | None = Field(None, description="gains tried, geometric from 1 to max_gain")  # type: ignore[valid-type]
+    horizon: integer(1, 64) | None = Field(None, description="open-loop steps of each scored sequence")  # type: ignore[valid-type]
+    window: integer(2, 1024) | None = Field(None, description="most recent transitions kept and scored")  # type: ignore[valid-type]
+    every: integer(1, 1_000_000) | None = Field(None, description="re-estimate after this many transitions")  # type: ignore[valid-type]
+    forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in each gain's running error")
+    dims: list[integer(0, 4095)] | None = Field(None, max_length=4096, description="obs dims scored (empty: all)")  # type: ignore[valid-type]
+    plant_cost: bool | None = Field(None, description="plan paying the control cost of the plant's action g u")

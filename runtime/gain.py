@@ -1,0 +1,224 @@
+"""Actuator-gain adaptation: how much weaker the plant's actuators are than the model's, from observed transitions.
+
+A heavier robot (a payload, every body heavier) or a weaker motor accelerates less per unit of action than the
+robot the model was trained on. When masses and joint dampings scale together by m, the equations of motion
+are the nominal ones with the actions divided by m: the heavy robot *is* the trained robot driven by a / m. A
+session with gain adaptation therefore estimates a gain g >= 1 and runs the model on a / g: it plans model-unit
+actions u in [low / g, high / g], sends the plant g * u, pays the control cost of g * u, and folds every observed
+transition into its belief with the action a / g. The model never sees an input outside its training range.
+
+g is the grid value (geometric from 1 to `max_gain`) with the lowest running error (forgetting) of the prior
+model (h0, W0: mode `none`) predicting the last `window` transitions, open-loop over `horizon` steps, with the
+actions divided by g. Gains below 1 (a stronger plant) are not modelled: the model would have to
+take actions beyond the range it was trained on, and planning on the model as it is did better (docs/cadm.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .artifact import ArtifactError, Manifest
+from .model import Runtime
+from .validation import continues, wrapped
+
+Features = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # obs (B,O), action (B,A), h (B,H) -> (B,D)
+NextObs = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs (B,O), head output (B,P) -> next obs (B,O)
+T = TypeVar("T", bound=Any)
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    """How a session estimates its actuator gain (the half-cheetah's defaults: docs/cadm.md, "Actuator gain")."""
+
+    max_gain: float = 2.5
+    """Largest gain considered (the plant's actuators at 1 / max_gain of the model's)."""
+    grid: int = 16
+    """Gains tried, geometric from 1 to `max_gain`."""
+    horizon: int = 1
+    """Open-loop steps of each scored sequence (1: the next step; on validation half-cheetahs as good as 10 steps,
+    at a tenth of the compute: docs/cadm.md)."""
+    window: int = 32
+    """Most recent transitions kept and scored."""
+    every: int = 4
+    """Re-estimate after this many transitions."""
+    forget: float = 0.95
+    """Weight of the past in each gain's running error per estimate (a plant's gain changes seldom: a steady
+    estimate plans better than the last window's argmin, measured in docs/cadm.md)."""
+    dims: tuple[int, ...] = ()
+    """Observation dims scored (empty: all), in units of the model's delta std."""
+    plant_cost: bool = False
+    """Plan paying the control cost of the plant's action g u (True) or of the model's u (False: the trade-off
+    the model's training data were planned with; measured to plan better on heavy half-cheetahs, docs/cadm.md)."""
+
+    def validate(self, obs_dim: int | None = None) -> None:
+        """ValueError naming the first setting out of range."""
+        if not 1.0 < self.max_gain <= 100.0:
+            raise ValueError(f"gain.max_gain must be in (1, 100], got {self.max_gain}")
+        if not 2 <= self.grid <= 256:
+            raise ValueError(f"gain.grid must be in [2, 256], got {self.grid}")
+        if not 1 <= self.horizon <= 64:
+            raise ValueError(f"gain.horizon must be in [1, 64], got {self.horizon}")
+        if not self.horizon < self.window <= 1024:
+            raise ValueError(f"gain.window must be in (horizon, 1024], got {self.window}")
+        if self.every < 1:
+            raise ValueError(f"gain.every must be >= 1, got {self.every}")
+        if not 0.0 <= self.forget < 1.0:
+            raise ValueError(f"gain.forget must be in [0, 1), got {self.forget}")
+        if obs_dim is not None and not all(0 <= d < obs_dim for d in self.dims):
+            raise ValueError(f"gain.dims must be obs dims in [0, {obs_dim}), got {list(self.dims)}")
+
+    def gains(self) -> np.ndarray:
+        """The gains tried (grid,), 1 first."""
+        return np.geomspace(1.0, self.max_gain, self.grid).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """As a JSON object (the shape `from_dict` reads)."""
+        return {f.name: (list(getattr(self, f.name)) if f.name == "dims" else getattr(self, f.name))
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, base: GainConfig | None = None, obs_dim: int | None = None) -> GainConfig:
+        """From a JSON object, its fields replacing `base`'s (default: the runtime's); unknown fields are an error."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"gain: unknown fields {sorted(unknown)}; expected {[f.name for f in fields(cls)]}")
+        d = dict(d)
+        if "dims" in d:
+            d["dims"] = tuple(int(x) for x in d["dims"])
+        cfg = replace(base or cls(), **d)
+        cfg.validate(obs_dim)
+        return cfg
+
+
+@dataclass(frozen=True)
+class GainState:
+    """The kept transitions and the current gain (arrays, so a session's state_dict holds them)."""
+
+    obs: np.ndarray  # (window, O), oldest first; the last `n` rows are filled
+    actions: np.ndarray  # (window, A) as the plant received them
+    next_obs: np.ndarray  # (window, O)
+    linked: np.ndarray  # (window,) bool: the transition continues the one before it
+    n: np.ndarray  # () transitions kept
+    since: np.ndarray  # () transitions since the last estimate
+    scores: np.ndarray  # (grid,) each gain's running open-loop error (nan: no estimate yet)
+    gain: np.ndarray  # () the current gain, >= 1: the lowest score's
+
+
+def manifest_gain(manifest: Manifest) -> GainConfig | None:
+    """An artifact's gain settings for its sessions (None: off by default): its manifest's `default_gain`."""
+    if not manifest.default_gain:
+        return None
+    try:
+        return GainConfig.from_dict(manifest.default_gain, obs_dim=manifest.obs_dim)
+    except ValueError as e:
+        raise ArtifactError(f"manifest default_gain: {e}; re-export the run") from e
+
+
+def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | None,
+                  obs_dim: int) -> GainConfig | None:
+    """A session's gain settings: the artifact's default (`base`, None: off) unless `gain` says otherwise:
+    False turns it off, True turns it on (`base` or the runtime's defaults), a dict changes settings of either."""
+    if gain is None:
+        return base
+    if gain is False:
+        return None
+    if gain is True:
+        return base or GainConfig()
+    cfg = gain if isinstance(gain, GainConfig) else GainConfig.from_dict(gain, base, obs_dim)
+    cfg.validate(obs_dim)
+    return cfg
+
+
+def init_gain(cfg: GainConfig | None, obs_dim: int, action_dim: int) -> GainState | None:
+    """No transitions kept, gain 1 (None without gain adaptation)."""
+    if cfg is None:
+        return None
+    z = lambda *s: np.zeros(s, dtype=np.float32)  # noqa: E731
+    return GainState(z(cfg.window, obs_dim), z(cfg.window, action_dim), z(cfg.window, obs_dim),
+                     np.zeros(cfg.window, dtype=bool), np.array(0), np.array(0), np.full(cfg.grid, np.nan),
+                     np.array(1.0, dtype=np.float32))
+
+
+def fold_gain(cfg: GainConfig, st: GainState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
+              features: Features, next_obs_fn: NextObs, h0: np.ndarray, W0: np.ndarray, delta_std: np.ndarray,
+              periodic: Mapping[int, float] | None = None) -> GainState:
+    """Keep one transition (the action as the plant received it); every `every` transitions, re-estimate."""
+    linked = bool(st.n > 0 and continues(st.next_obs[-1], obs))
+    roll = lambda a, row: np.concatenate([a[1:], np.asarray(row, dtype=a.dtype)[None]])  # noqa: E731
+    st = GainState(roll(st.obs, obs), roll(st.actions, action), roll(st.next_obs, next_obs),
+                   roll(st.linked, linked), np.array(min(int(st.n) + 1, cfg.window)), np.array(int(st.since) + 1),
+                   st.scores, st.gain)
+    if int(st.since) < cfg.every:
+        return st
+    err = gain_errors(cfg, st, features, next_obs_fn, h0, W0, delta_std, periodic)
+    if err is None:
+        return replace(st, since=np.array(0))
+    scores = err if np.isnan(st.scores).any() else cfg.forget * st.scores + (1 - cfg.forget) * err
+    return replace(st, since=np.array(0), scores=scores, gain=np.array(cfg.gains()[int(np.argmin(scores))]))
+
+
+def fold_plant(cfg: GainConfig, st: GainState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
+               rt: Runtime) -> tuple[GainState, np.ndarray]:
+    """`fold_gain` with a runtime's prior model; also the transition's action in model units (action / g)."""
+    st = fold_gain(cfg, st, obs, action, next_obs, rt.dynamics.features, rt.norm.next_obs, rt.h0, rt.W0,
+                   rt.norm.delta_std, rt.manifest.periodic_obs)
+    return st, (action / st.gain).astype(np.float32)
+
+
+def gain_terms(terms: T, g: float, cfg: GainConfig | None) -> T:
+    """A rollout's cost terms (a dataclass with the action weights `r`) for model-unit actions at gain g: with
+    `plant_cost`, the action cost of g u (r g^2); else unchanged."""
+    if g == 1.0 or cfg is None or not cfg.plant_cost:
+        return terms
+    return replace(terms, r=terms.r * np.float32(g * g))  # type: ignore[type-var]
+
+
+def sequence_starts(st: GainState, horizon: int) -> np.ndarray:
+    """Rows where `horizon` kept, contiguous transitions begin (every step after the first continues)."""
+    first = len(st.linked) - int(st.n)
+    ok = [s for s in range(first, len(st.linked) - horizon + 1) if st.linked[s + 1: s + horizon].all()]
+    return np.array(ok, dtype=int)
+
+
+def gain_errors(cfg: GainConfig, st: GainState, features: Features, next_obs_fn: NextObs, h0: np.ndarray,
+                W0: np.ndarray, delta_std: np.ndarray,
+                periodic: Mapping[int, float] | None = None) -> np.ndarray | None:
+    """Each grid gain's mean open-loop error of the prior model over the kept sequences (grid,), in squared
+    delta-std units (None: no whole sequence kept yet)."""
+    starts = sequence_starts(st, cfg.horizon)
+    if len(starts) == 0:
+        return None
+    gains = cfg.gains()  # (G,)
+    G, S = len(gains), len(starts)
+    dims = list(cfg.dims) or slice(None)
+    x = np.tile(st.obs[starts], (G, 1))  # (G*S, O): every gain rolls every sequence
+    h = np.repeat(np.asarray(h0, dtype=np.float32)[None], G * S, axis=0)
+    err = np.zeros(G * S)
+    for j in range(cfg.horizon):
+        u = (st.actions[starts + j][None] / gains[:, None, None]).reshape(G * S, -1)  # (G*S, A) model units
+        x = next_obs_fn(x, features(x, u.astype(np.float32), h) @ W0)
+        diff = wrapped(x - np.tile(st.next_obs[starts + j], (G, 1)), periodic) / delta_std  # (G*S, O)
+        err += (np.nan_to_num(diff[:, dims], nan=1e4, posinf=1e4, neginf=1e4) ** 2).mean(-1)
+    return err.reshape(G, S).mean(1)
+
+
+def gain_arrays(st: GainState | None) -> dict[str, np.ndarray]:
+    """A session's gain state as named arrays for its state_dict (none without gain adaptation)."""
+    return {} if st is None else {f"gain.{f.name}": getattr(st, f.name) for f in fields(st)}
+
+
+def load_gain(state: Mapping[str, np.ndarray], cfg: GainConfig | None) -> GainState | None:
+    """The gain state `gain_arrays` saved (a KeyError names a missing array)."""
+    return None if cfg is None else GainState(**{f.name: np.asarray(state[f"gain.{f.name}"])
+                                                 for f in fields(GainState)})
+
+
+def gain_report(st: GainState | None, cfg: GainConfig | None) -> dict | None:
+    """The gain a session runs at and its settings (None: no gain adaptation), for `info` and the HTTP API."""
+    if st is None or cfg is None:
+        return None
+    return {"gain": float(st.gain), "kept": int(st.n), "settings": cfg.to_dict()}
