@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .gain import gain_arrays, load_gain
 from .guard import guard_arrays, load_guard
 
-if TYPE_CHECKING:
-    from .session import Session
+Session = Any  # a `mbmrl.runtime.session.Session` (not imported: the session imports this module)
 
 
 def session_arrays(s: Session) -> dict[str, np.ndarray]:
