@@ -49,7 +49,8 @@ def main() -> None:
         for seed in range(args.seeds):
             t0 = time.time()
             env = family.make_env(params, family.eval_start)  # the simulator reads its model, with its own data
-            session = Session(ceiling_runtime(rt, env, args.threads), "none", planner=planner, cost=cost, seed=seed)
+            session = Session(ceiling_runtime(rt, env, args.threads), "none", planner=planner, cost=cost, seed=seed,
+                              gain=False)  # the simulator is the plant: its gain is 1
             act, observe = stepping(session)
             ep = run_episode(env, act, steps, seed=seed, observe=observe)
             rows.append({"split": split, "params": params, "seed": seed, "return": ep.total_reward,

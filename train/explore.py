@@ -80,8 +80,9 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
         out = []
         for _ in range(episodes_per_task):
             # the runtime's default guard, not the family's deployment margin (`default_guard`, chosen on test
-            # physics): the data a schedule collects stay those of the runs docs/cadm.md reports
-            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)), guard=GuardConfig())
+            # physics), and no actuator-gain adaptation (a test-physics default too): the data a schedule collects
+            # stay those of the runs docs/cadm.md reports
+            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)), guard=GuardConfig(), gain=False)
             ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)))
             out.append((ep.arrays(), [p[k] for k in family.param_names]))
         env.close()
