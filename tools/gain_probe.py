@@ -1,0 +1,73 @@
+"""Fly half-cheetahs of any mass and damping with and without actuator-gain adaptation: the validation probe.
+
+The settings of `mbmrl.runtime.gain` were chosen on cheetahs outside every split (masses and dampings 1.4, 1.45,
+1.35, 1.65: heavier than training's 1.25, none in a test grid), not on the test splits. One 1000-step episode per
+task and setting from CaDM's start, the same seed for every setting; `--fixed-gain G` holds the gain at G (the
+oracle's 1 / mass, say) instead of estimating it.
+
+Usage: python tools/gain_probe.py ARTIFACT --tasks 1.4,1.4 1.65,1.65 1.45,1.35 --gain off on '{"horizon": 10}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+
+def episode(artifact: str, mass: float, damping: float, mode: str, gain: str, fixed: float, steps: int) -> dict:
+    """One episode's return and the gain the session ran at (median over steps)."""
+    from mbmrl.runtime.loader import load
+    from mbmrl.runtime.session import Session
+    from mbmrl.train.families.halfcheetah import make_halfcheetah
+
+    rt = load(artifact)
+    setting: bool | dict = {"on": True, "off": False}[gain] if gain in ("on", "off") else json.loads(gain)
+    if fixed:
+        setting = {"every": 10**9}  # never re-estimated: the gain stays where it is set below
+    s = Session(rt, mode, seed=0, gain=setting)
+    if fixed:
+        s.gain = dataclasses.replace(s.gain, gain=np.array(fixed, dtype=np.float32))
+    env = make_halfcheetah({"mass_scale": mass, "damping_scale": damping}, start="cadm")
+    obs, _ = env.reset(seed=0)
+    total, gains, transition = 0.0, [], None
+    for _ in range(steps):
+        _, res = s.step(obs, transition)
+        nxt, r, *_ = env.step(res.action)
+        total += float(r)
+        transition, obs = {"obs": obs, "action": res.action, "next_obs": nxt}, nxt
+        gains.append(s.g)
+    return {"mass": mass, "damping": damping, "gain_setting": gain if not fixed else f"fixed {fixed}",
+            "return": total, "median_gain": float(np.median(gains))}
+
+
+def main() -> None:
+    """Print one row per task and setting, then each setting's mean."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("artifact")
+    ap.add_argument("--tasks", nargs="+", default=["1.4,1.4", "1.65,1.65", "1.45,1.35"], help="MASS,DAMPING ...")
+    ap.add_argument("--gain", nargs="+", default=["off", "on"], help="off, on, or JSON settings (one run each)")
+    ap.add_argument("--fixed-gain", type=float, nargs="*", default=[], help="also fly with the gain held here")
+    ap.add_argument("--mode", default="none")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    tasks = [tuple(float(x) for x in t.split(",")) for t in args.tasks]
+    jobs = [(m, d, g, 0.0) for g in args.gain for m, d in tasks]
+    jobs += [(m, d, "on", f) for f in args.fixed_gain for m, d in tasks]
+    with ProcessPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(episode, *zip(*[(args.artifact, m, d, args.mode, g, f, args.steps)
+                                             for m, d, g, f in jobs], strict=True)))
+    print("| mass, damping | gain | return | median gain |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mass']}, {r['damping']} | {r['gain_setting']} | {r['return']:.1f} | {r['median_gain']:.2f} |")
+    for setting in dict.fromkeys(r["gain_setting"] for r in rows):
+        mean = np.mean([r["return"] for r in rows if r["gain_setting"] == setting])
+        print(f"mean over {len(tasks)} tasks, gain {setting}: {mean:.1f}")
+
+
+if __name__ == "__main__":
+    main()
