@@ -19,7 +19,7 @@ def calls(artifact, planner):
     return runtime_calls(artifact, THREADS, planner)
 
 
-@pytest.mark.parametrize("what", ["act", "observe", "observe_unguarded", "step"])
+@pytest.mark.parametrize("what", ["act", "observe", "observe_unguarded", "observe_gain", "step"])
 def test_runtime(benchmark, calls, what):
     benchmark.group = "runtime (ONNX Runtime Session)"
     benchmark(calls[what])

@@ -19,8 +19,8 @@ from mbmrl.runtime.loader import load
 from .bench_engines import median_ms, timings  # noqa: F401  (median_ms: re-exported)
 from .config import BenchConfig
 
-KEYS = ("act_ms", "act_p99_ms", "act_ms_all_cores", "observe_ms", "observe_unguarded_ms", "step_inprocess_ms",
-        "step_inprocess_p99_ms",
+KEYS = ("act_ms", "act_p99_ms", "act_ms_all_cores", "observe_ms", "observe_unguarded_ms", "observe_gain_ms",
+        "observe_gain_p99_ms", "step_inprocess_ms", "step_inprocess_p99_ms",
         "step_http_ms", "step_http_p99_ms", "step_stream_ms", "step_stream_p99_ms", "act_torch_eager_ms",
         "act_torch_compile_ms", "act_pytorch_mppi_ms", "act_mflop", "act_gflops", "matmul_peak_gflops",
         "pi4_act_ms_estimate", "pi4_act_ms_range")
@@ -48,6 +48,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     res["act_ms"], res["act_p99_ms"] = timings(calls["act"], rep)
     res["observe_ms"] = timings(calls["observe"], rep)[0]
     res["observe_unguarded_ms"] = timings(calls["observe_unguarded"], rep)[0]
+    res["observe_gain_ms"], res["observe_gain_p99_ms"] = timings(calls["observe_gain"], rep)
     res["step_inprocess_ms"], res["step_inprocess_p99_ms"] = timings(calls["step"], rep)
     cores = cpu_count()
     all_cores = runtime_calls(cfg.artifact, cores, planner, precision=cfg.precision)
@@ -99,6 +100,7 @@ def print_table(r: dict) -> None:
         (f"act, all {r['cpu_count']} cores", ms("act_ms_all_cores"), "", ""),
         ("observe (1 transition)", ms("observe_ms"), "", ""),
         ("observe without the guard", ms("observe_unguarded_ms"), "", ""),
+        ("observe, gain adaptation on", ms("observe_gain_ms"), ms("observe_gain_p99_ms"), "re-estimates every 4th"),
         ("step in process", ms("step_inprocess_ms"), ms("step_inprocess_p99_ms"), ""),
         ("step over HTTP", ms("step_http_ms"), ms("step_http_p99_ms"), _overhead(r, "step_http_ms")),
         ("step over the stream", ms("step_stream_ms"), ms("step_stream_p99_ms"), _overhead(r, "step_stream_ms")),

@@ -105,8 +105,10 @@ def runtime_calls(artifact: str, threads: int, planner: dict, mode: str | None =
     obs, t = bench_inputs(rt)
     sess = Session(rt, mode, planner=planner, seed=0)
     bare = Session(rt, mode, planner=planner, seed=0, guard=False)
+    gain = Session(rt, mode, planner=planner, seed=0, gain=True)  # it re-estimates every 4th transition
     return {"act": partial(sess.act, obs), "observe": continuing(sess.observe, rt),
-            "observe_unguarded": continuing(bare.observe, rt), "step": partial(sess.step, obs, t)}
+            "observe_unguarded": continuing(bare.observe, rt), "observe_gain": continuing(gain.observe, rt),
+            "step": partial(sess.step, obs, t)}
 
 
 def continuing(observe: Callable, rt: Runtime, n: int = 64) -> Callable[[], float]:
