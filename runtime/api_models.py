@@ -12,7 +12,7 @@ from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from .api_errors import ErrorMessage, ValidationErrorMessage
-from .api_gain import GainInfo, GainPatch
+from .api_gain import GainInfo, gain_patch
 from .api_guard import GuardInfo, GuardPatch
 from .api_reference import ReferenceBody
 from .api_types import F32, F32_MAX, Strict, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
@@ -233,6 +233,8 @@ def build_request_models(
                                           "(prefixItems in the schema: 1e4 training standard deviations)")
             return v  # (up to 10k rows: one error here rather than one per entry below)
 
+    GainSettings = gain_patch(obs_dim)
+
     class CreateSession(Strict):
         mode: Literal[tuple(modes)] | None = Field(None, description="null: the artifact's default mode")  # type: ignore[valid-type]
         planner: PlannerPatch | None = None
@@ -246,8 +248,8 @@ def build_request_models(
         guard: bool | GuardPatch | None = Field(None, description="adaptive modes: plan with the adapted model "
                                                 "only while it predicts better than the prior (null or true: on, "
                                                 "default settings; false: off; an object: settings)")
-        gain: bool | GainPatch | None = Field(None, description="actuator-gain adaptation (null: the artifact's "
-                                              "default_gain; true: on; false: off; an object: settings)")
+        gain: bool | GainSettings | None = Field(None, description="actuator-gain adaptation (null: the artifact's "  # type: ignore[valid-type]
+                                                 "default_gain; true: on; false: off; an object: settings)")
 
     if references:  # only where the family says which obs entries a reference feeds
         class CreateTrackingSession(CreateSession):

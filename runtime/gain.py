@@ -60,10 +60,11 @@ class GainConfig:
             raise ValueError(f"gain.max_gain must be in (1, 100], got {self.max_gain}")
         if not 2 <= self.grid <= 256:
             raise ValueError(f"gain.grid must be in [2, 256], got {self.grid}")
-        if not 1 <= self.horizon <= 64:
-            raise ValueError(f"gain.horizon must be in [1, 64], got {self.horizon}")
-        if not self.horizon < self.window <= 1024:
-            raise ValueError(f"gain.window must be in (horizon, 1024], got {self.window}")
+        # disjoint ranges (horizon < 16 <= window): every combination the HTTP schema admits is a valid one
+        if not 1 <= self.horizon <= 15:
+            raise ValueError(f"gain.horizon must be in [1, 15], got {self.horizon}")
+        if not 16 <= self.window <= 1024:
+            raise ValueError(f"gain.window must be in [16, 1024], got {self.window}")
         if self.every < 1:
             raise ValueError(f"gain.every must be >= 1, got {self.every}")
         if not 0.0 <= self.forget < 1.0:
