@@ -19,8 +19,8 @@ class GainInfo(BaseModel):
 
 
 class GainPatch(Strict):
-    """Gain settings to change (omitted fields keep the artifact's or the defaults); `GainConfig`. `dims` is
-    bounded by the artifact's obs_dim in the served schema (`gain_patch`)."""
+    """Gain settings to change (omitted fields keep the artifact's or the defaults); `GainConfig`. `dims`, bounded
+    by the artifact's obs_dim, is added per artifact (`gain_patch`)."""
 
     max_gain: float | None = Field(None, gt=1, le=100, description="largest gain considered")
     grid: integer(2, 256) | None = Field(None, description="gains tried, geometric from 1 to max_gain")  # type: ignore[valid-type]
@@ -28,7 +28,6 @@ class GainPatch(Strict):
     window: integer(16, 1024) | None = Field(None, description="most recent transitions kept and scored")  # type: ignore[valid-type]
     every: integer(1, 1_000_000) | None = Field(None, description="re-estimate after this many transitions")  # type: ignore[valid-type]
     forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in each gain's running error")
-    dims: list[integer(0, 4095)] | None = Field(None, max_length=4096, description="obs dims scored (empty: all)")  # type: ignore[valid-type]
     plant_cost: bool | None = Field(None, description="plan paying the control cost of the plant's action g u")
 
 

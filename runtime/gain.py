@@ -4,8 +4,9 @@ A heavier robot (a payload, every body heavier) or a weaker motor accelerates le
 robot the model was trained on. When masses and joint dampings scale together by m, the equations of motion
 are the nominal ones with the actions divided by m: the heavy robot *is* the trained robot driven by a / m. A
 session with gain adaptation therefore estimates a gain g >= 1 and runs the model on a / g: it plans model-unit
-actions u in [low / g, high / g], sends the plant g * u, pays the control cost of g * u, and folds every observed
-transition into its belief with the action a / g. The model never sees an input outside its training range.
+actions u in [low / g, high / g], sends the plant g * u (paying the control cost of u, or of g * u with
+`plant_cost`), and folds every observed transition into its belief with the action a / g. The model never sees
+an input outside its training range.
 
 g is the grid value (geometric from 1 to `max_gain`) with the lowest running error (forgetting) of the prior
 model (h0, W0: mode `none`) predicting the last `window` transitions, open-loop over `horizon` steps, with the
@@ -129,9 +130,10 @@ def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | N
         return None
     if gain is True:
         return base or GainConfig()
-    cfg = gain if isinstance(gain, GainConfig) else GainConfig.from_dict(gain, base, obs_dim)
-    cfg.validate(obs_dim)
-    return cfg
+    if isinstance(gain, GainConfig):
+        gain.validate(obs_dim)
+        return gain
+    return GainConfig.from_dict(gain, base, obs_dim)  # validated
 
 
 def init_gain(cfg: GainConfig | None, obs_dim: int, action_dim: int) -> GainState | None:

@@ -70,20 +70,22 @@ def reference_layout(fam: dict) -> dict | None:
     return layout.to_dict() if layout else None
 
 
+def family_default(fam: dict, key: str) -> dict:
+    """A family's session settings (`default_guard`, `default_gain`) as the checkpoint stored them; for runs saved
+    before checkpoints kept them, the built-in family's own (none for a user's family)."""
+    if key in fam:
+        return dict(fam[key])
+    return dict(getattr(get_family(fam["name"]), key)) if fam["name"] in BUILTIN else {}
+
+
 def default_guard(fam: dict) -> dict:
-    """The family's guard settings as the checkpoint stored them; for runs saved before checkpoints kept them,
-    the built-in family's own (none for a user's family: the runtime's defaults)."""
-    if "default_guard" in fam:
-        return dict(fam["default_guard"])
-    return dict(get_family(fam["name"]).default_guard) if fam["name"] in BUILTIN else {}
+    """The family's guard settings (empty: the runtime's defaults)."""
+    return family_default(fam, "default_guard")
 
 
 def default_gain(fam: dict) -> dict:
-    """The family's gain settings as the checkpoint stored them; for runs saved before checkpoints kept them, the
-    built-in family's own (none for a user's family: no gain adaptation by default)."""
-    if "default_gain" in fam:
-        return dict(fam["default_gain"])
-    return dict(get_family(fam["name"]).default_gain) if fam["name"] in BUILTIN else {}
+    """The family's gain settings (empty: no gain adaptation by default)."""
+    return family_default(fam, "default_gain")
 
 
 def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ...] | None = None) -> Manifest:

@@ -97,6 +97,7 @@ class Setup:
     planner: dict
     cost: dict | None
     guard: dict | bool | None
+    gain: dict | bool | None
     backends: dict[str, partial[Session]]
 
     @classmethod
@@ -122,7 +123,8 @@ class Setup:
                                                        window=cfg.window or None, guard=False, gain=gain)
                              for m in adaptive})
         modes = list(backends)
-        return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, guard, backends)
+        return cls(rt, oracle_rt, get_family(cfg.family or rt.manifest.family), modes, planner, cost, guard, gain,
+                   backends)
 
 
 def evaluate_artifact(cfg: EvalConfig) -> dict:
@@ -138,7 +140,7 @@ def evaluate_artifact(cfg: EvalConfig) -> dict:
     if "int8" in precisions:  # MODE@int8: the same mode planning with the quantized rollout graphs
         rt8 = load(cfg.artifact, threads=cfg.threads, precision="int8")
         int8 = {f"{m}@int8": partial(_named_session, rt8, m, planner, cost=cost, window=cfg.window or None,
-                                     guard=setup.guard, gain=parse_gain(cfg.gain)[0])
+                                     guard=setup.guard, gain=setup.gain)
                 for m in modes if m in rt8.modes}
         backends = {**(backends if "fp32" in precisions else {}), **int8}
         modes = list(backends)
