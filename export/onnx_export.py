@@ -14,7 +14,7 @@ import onnx
 import torch
 from mbmrl.runtime.artifact import GraphSpec, Manifest
 from mbmrl.runtime.loader import load
-from mbmrl.train.checkpoint import Checkpoint, manifest_for, params_for
+from mbmrl.train.checkpoint import Checkpoint, default_gain, manifest_for, params_for
 
 from .config import ExportConfig
 from .graphs import EncoderStep, Features, Rollout, example_inputs
@@ -55,23 +55,30 @@ def git_commit() -> str | None:
         return None
 
 
+def export_horizons(horizons: tuple[int, ...], gain: dict) -> tuple[int, ...]:
+    """The horizons to export: those asked for, and the family's gain `plan_horizon` (sessions plan over it)."""
+    extra = int(gain.get("plan_horizon", 0))
+    return horizons if not extra or extra in horizons else (*horizons, extra)
+
+
 def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: Path | None = None) -> Manifest:
     """Write one artifact directory from one checkpoint; returns its manifest."""
     _quiet_exporter()
     ckpt = Checkpoint.load(ckpt_path)
     model = ckpt.model()
+    horizons = export_horizons(cfg.horizons, default_gain(ckpt.family_info))
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, GraphSpec] = {}
     int8_layers = parse_layers(cfg.int8) if cfg.int8 and not model.oracle else ()  # the oracle is for eval: fp32
     with torch.no_grad():
-        ex = example_inputs(model, horizon=cfg.horizons[0])
+        ex = example_inputs(model, horizon=horizons[0])
         batch = {0: "batch"}
         jobs: list[tuple[str, torch.nn.Module, tuple, dict]] = [
             ("features", Features(model), ex["features"], {n: batch for n in Features.input_names})]
         if not model.oracle:
             jobs.insert(0, ("encoder_step", EncoderStep(model), ex["encoder_step"],
                             {n: batch for n in EncoderStep.input_names}))
-        for i, H in enumerate(cfg.horizons):
+        for i, H in enumerate(horizons):
             for risk in (False, True):  # the plain graph, and the variant with the risk term
                 roll = Rollout(model, H, risk)
                 jobs.append((("rollout_risk" if risk else "rollout") + ("" if i == 0 else f"_h{H}"), roll,
@@ -90,7 +97,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     run_dir = ckpt_path.parent
     run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
     shutil.copy(ckpt_path, out / "model.pt")  # for `mbmrl bench`'s PyTorch column; not needed on device
-    base = manifest_for(model, ckpt, horizons=cfg.horizons)
+    base = manifest_for(model, ckpt, horizons=horizons)
     manifest = dataclasses.replace(
         base, graphs=graphs, files={**{g.file: {} for g in graphs.values()}, "params.npz": {}},
         torch_checkpoint="model.pt",

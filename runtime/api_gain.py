@@ -3,11 +3,11 @@ and what sessions report of it in their info."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
-from .api_types import Strict, integer
+from .api_types import Strict, integer, integral, one_of
 
 
 class GainInfo(BaseModel):
@@ -19,8 +19,8 @@ class GainInfo(BaseModel):
 
 
 class GainPatch(Strict):
-    """Gain settings to change (omitted fields keep the artifact's or the defaults); `GainConfig`. `dims`, bounded
-    by the artifact's obs_dim, is added per artifact (`gain_patch`)."""
+    """Gain settings to change (omitted fields keep the artifact's or the defaults); `GainConfig`. `dims` and
+    `plan_horizon`, bounded by the artifact, are added per artifact (`gain_patch`)."""
 
     max_gain: float | None = Field(None, gt=1, le=100, description="largest gain considered")
     grid: integer(2, 256) | None = Field(None, description="gains tried, geometric from 1 to max_gain")  # type: ignore[valid-type]
@@ -29,12 +29,20 @@ class GainPatch(Strict):
     every: integer(1, 1_000_000) | None = Field(None, description="re-estimate after this many transitions")  # type: ignore[valid-type]
     forget: float | None = Field(None, ge=0, lt=1, description="weight of the past in each gain's running error")
     plant_cost: bool | None = Field(None, description="plan paying the control cost of the plant's action g u")
+    plan_above: float | None = Field(None, ge=1, le=100, description="the gain from which plan_horizon applies")
 
 
-def gain_patch(obs_dim: int) -> type[GainPatch]:
-    """`GainPatch` for an artifact: `dims` entries in [0, obs_dim), so every schema-valid patch is a valid one."""
+def gain_patch(obs_dim: int, horizons: list[int]) -> type[GainPatch]:
+    """`GainPatch` for an artifact: `dims` entries in [0, obs_dim), `plan_horizon` 0 or an exported horizon, so every
+    schema-valid patch is a valid one."""
+    allowed = [0, *horizons]
+    PlanHorizon = Annotated[int, BeforeValidator(integral), AfterValidator(one_of(allowed)),  # noqa: N806
+                            Field(json_schema_extra={"enum": allowed})]
+
     class ArtifactGainPatch(GainPatch):
         dims: list[integer(0, obs_dim - 1)] | None = Field(  # type: ignore[valid-type]
             None, max_length=obs_dim, description="obs dims scored (empty: all)")
+        plan_horizon: PlanHorizon | None = Field(  # type: ignore[valid-type]
+            None, description="while the gain is at least plan_above, plan over this many steps if fewer (0: never)")
 
     return ArtifactGainPatch

@@ -233,7 +233,7 @@ def build_request_models(
                                           "(prefixItems in the schema: 1e4 training standard deviations)")
             return v  # (up to 10k rows: one error here rather than one per entry below)
 
-    GainSettings = gain_patch(obs_dim)
+    GainSettings = gain_patch(obs_dim, horizons)
 
     class CreateSession(Strict):
         mode: Literal[tuple(modes)] | None = Field(None, description="null: the artifact's default mode")  # type: ignore[valid-type]

@@ -8,7 +8,10 @@ and 16 sequences (t1 = a + b); every plan then measures its iterations whole: b 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 SAFETY = 0.8  # plan for 80% of the deadline: the rest is session work, validation and jitter
 MIN_SAMPLES = 8
@@ -29,6 +32,15 @@ class RolloutTimer:
         elif self.t1_ms is not None:
             b = max(ms - self.t1_ms, 0.0) / (n - 1)
             self.b_ms = b if self.b_ms is None else (1 - EMA) * self.b_ms + EMA * b
+
+    def calibrate(self, rollout: Callable[[np.ndarray], object], plan: np.ndarray,
+                  clock: Callable[[], float]) -> None:
+        """Until both costs are measured, time `rollout` on 1 and on 16 copies of `plan` (H, A)."""
+        while not self.ready:
+            for n in (1, 16):
+                t = clock()
+                rollout(np.repeat(plan[None], n, axis=0))
+                self.record(n, (clock() - t) * 1e3)
 
     @property
     def ready(self) -> bool:

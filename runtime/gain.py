@@ -24,6 +24,7 @@ import numpy as np
 
 from .artifact import ArtifactError, Manifest
 from .model import Runtime
+from .planner import PlannerConfig
 from .validation import continues, wrapped
 
 Features = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # obs (B,O), action (B,A), h (B,H) -> (B,D)
@@ -54,9 +55,14 @@ class GainConfig:
     plant_cost: bool = False
     """Plan paying the control cost of the plant's action g u (True) or of the model's u (False: the trade-off
     the model's training data were planned with; measured to plan better on heavy half-cheetahs, docs/cadm.md)."""
+    plan_horizon: int = 0
+    """While the gain is at least `plan_above`, plan over this many steps if fewer than the planner's (0: never; else
+    an exported horizon): a plant outside the training range is predicted less well far ahead (docs/cadm.md)."""
+    plan_above: float = 1.3
+    """The gain from which `plan_horizon` applies (the half-cheetah's training masses reach 1.25)."""
 
-    def validate(self, obs_dim: int | None = None) -> None:
-        """ValueError naming the first setting out of range."""
+    def validate(self, obs_dim: int | None = None, horizons: list[int] | None = None) -> None:
+        """ValueError naming the first setting out of range (`horizons`: the engine's, None: any)."""
         if not 1.0 < self.max_gain <= 100.0:
             raise ValueError(f"gain.max_gain must be in (1, 100], got {self.max_gain}")
         if not 2 <= self.grid <= 256:
@@ -72,6 +78,10 @@ class GainConfig:
             raise ValueError(f"gain.forget must be in [0, 1), got {self.forget}")
         if obs_dim is not None and not all(0 <= d < obs_dim for d in self.dims):
             raise ValueError(f"gain.dims must be obs dims in [0, {obs_dim}), got {list(self.dims)}")
+        if self.plan_horizon < 0 or (self.plan_horizon and horizons is not None and self.plan_horizon not in horizons):
+            raise ValueError(f"gain.plan_horizon must be 0 or an exported horizon {horizons}, got {self.plan_horizon}")
+        if not 1.0 <= self.plan_above <= 100.0:
+            raise ValueError(f"gain.plan_above must be in [1, 100], got {self.plan_above}")
 
     def gains(self) -> np.ndarray:
         """The gains tried (grid,), 1 first."""
@@ -83,7 +93,8 @@ class GainConfig:
                 for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: Mapping, base: GainConfig | None = None, obs_dim: int | None = None) -> GainConfig:
+    def from_dict(cls, d: Mapping, base: GainConfig | None = None, obs_dim: int | None = None,
+                  horizons: list[int] | None = None) -> GainConfig:
         """From a JSON object, its fields replacing `base`'s (default: the runtime's); unknown fields are an error."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -92,7 +103,7 @@ class GainConfig:
         if "dims" in d:
             d["dims"] = tuple(int(x) for x in d["dims"])
         cfg = replace(base or cls(), **d)
-        cfg.validate(obs_dim)
+        cfg.validate(obs_dim, horizons)
         return cfg
 
 
@@ -115,13 +126,13 @@ def manifest_gain(manifest: Manifest) -> GainConfig | None:
     if not manifest.default_gain:
         return None
     try:
-        return GainConfig.from_dict(manifest.default_gain, obs_dim=manifest.obs_dim)
+        return GainConfig.from_dict(manifest.default_gain, obs_dim=manifest.obs_dim, horizons=manifest.horizons)
     except ValueError as e:
         raise ArtifactError(f"manifest default_gain: {e}; re-export the run") from e
 
 
-def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | None,
-                  obs_dim: int) -> GainConfig | None:
+def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | None, obs_dim: int,
+                  horizons: list[int] | None = None) -> GainConfig | None:
     """A session's gain settings: the artifact's default (`base`, None: off) unless `gain` says otherwise:
     False turns it off, True turns it on (`base` or the runtime's defaults), a dict changes settings of either."""
     if gain is None:
@@ -131,9 +142,14 @@ def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | N
     if gain is True:
         return base or GainConfig()
     if isinstance(gain, GainConfig):
-        gain.validate(obs_dim)
+        gain.validate(obs_dim, horizons)
         return gain
-    return GainConfig.from_dict(gain, base, obs_dim)  # validated
+    return GainConfig.from_dict(gain, base, obs_dim, horizons)  # validated
+
+
+def session_gain(gain: GainConfig | Mapping | bool | None, rt: Runtime) -> GainConfig | None:
+    """A session's gain settings on runtime `rt` (`gain_settings` over its manifest's default and its horizons)."""
+    return gain_settings(gain, manifest_gain(rt.manifest), rt.obs_dim, rt.horizons)
 
 
 def init_gain(cfg: GainConfig | None, obs_dim: int, action_dim: int) -> GainState | None:
@@ -178,6 +194,16 @@ def gain_terms(terms: T, g: float, cfg: GainConfig | None) -> T:
     if g == 1.0 or cfg is None or not cfg.plant_cost:
         return terms
     return replace(terms, r=terms.r * np.float32(g * g))  # type: ignore[type-var]
+
+
+def gain_planner(planner: PlannerConfig, request: Mapping | None, cfg: GainConfig | None,
+                 st: GainState | None) -> PlannerConfig:
+    """One act's planner: the session's with the request's overrides; while the gain is at least `plan_above`, over
+    `plan_horizon` steps if that is shorter (and the request names no horizon)."""
+    out = planner.replace(**request) if request else planner
+    if cfg is None or st is None or not cfg.plan_horizon or float(st.gain) < cfg.plan_above:
+        return out
+    return out if request and "horizon" in request else out.replace(horizon=min(cfg.plan_horizon, out.horizon))
 
 
 def sequence_starts(st: GainState, horizon: int) -> np.ndarray:

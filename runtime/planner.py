@@ -176,3 +176,10 @@ def plan_with_weights(
             new_mean = (cfg.momentum * mean + (1 - cfg.momentum) * new_mean).astype(np.float32)
         mean = new_mean
     return np.clip(mean, low, high).astype(np.float32), w
+
+
+def fit_plan(plan: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """A warm start over `neutral`'s horizon: `plan`'s first steps, then `neutral`'s. (H', A), (H, A) -> (H, A)."""
+    out = neutral.copy()
+    out[: len(plan)] = plan[: len(out)]
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 from .cost import Cost
 from .deadline import RolloutTimer
 from .dynamics import CostTerms
-from .gain import GainConfig, fold_plant, gain_report, gain_settings, gain_terms, init_gain, manifest_gain
+from .gain import GainConfig, fold_plant, gain_planner, gain_report, gain_terms, init_gain, session_gain
 from .guard import (
     GuardConfig,
     fold_guard,
@@ -31,7 +31,7 @@ from .guard import (
 from .model import Runtime
 from .modes import make_mode
 from .open_loop import open_loop
-from .planner import PlannerConfig, plan_with_weights, shift_plan
+from .planner import PlannerConfig, fit_plan, plan_with_weights, shift_plan
 from .recording import Recorder
 from .reference import Reference, Tracking
 from .session_state import restore_arrays, session_arrays
@@ -54,7 +54,7 @@ class Session:
         self.mode = mode or rt.default_mode
         self.adapter = make_mode(self.mode, rt.manifest, rt.params, window)  # window None: the artifact's
         self.guard_config = guard_settings(guard, self.adapter, manifest_guard(rt.manifest))  # None: no guard
-        self.gain_config = gain_settings(gain, manifest_gain(rt.manifest), rt.obs_dim)  # None: no gain adaptation
+        self.gain_config = session_gain(gain, rt)  # None: no gain adaptation
         base = rt.default_planner
         self.planner = base.replace(**planner) if isinstance(planner, dict) else (planner or base)
         self.planner.validate()
@@ -191,7 +191,7 @@ class Session:
         obs = as_vector(obs, rt.obs_dim, "obs")
         check_scale(obs, rt.norm.obs_mean, rt.norm.obs_std, "obs")
         with self.lock:
-            cfg = self.planner.replace(**planner) if planner else self.planner
+            cfg = gain_planner(self.planner, planner, self.gain_config, self.gain)  # + the gain's horizon
             rt.check_horizon(cfg.horizon)
             c, start = self.tracking.cost_for(self.cost.merged(cost, rt.obs_dim, rt.action_dim), cfg.horizon,
                                               rt.reference_layout, bool(cost and cost.get("target") is not None),
@@ -201,7 +201,7 @@ class Session:
             g = self.g  # plan model-unit actions u within the plant's bounds / g
             terms = gain_terms(CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start), g,
                                self.gain_config)
-            mean = self.plan if self.plan.shape[0] == cfg.horizon else self._initial_plan(cfg.horizon)
+            mean = fit_plan(self.plan, self._initial_plan(cfg.horizon))  # the warm start over cfg.horizon steps
             t0 = clock()
             last: dict[str, np.ndarray] = {}
 
@@ -210,11 +210,7 @@ class Session:
                 return last["costs"], last["states"]
 
             if cfg.deadline_ms > 0:
-                while not self.timer.ready:  # first deadline: measure the per-call and per-sequence cost
-                    for n in (1, 16):
-                        t = clock()
-                        rollout(np.repeat(mean[None], n, axis=0))
-                        self.timer.record(n, (clock() - t) * 1e3)
+                self.timer.calibrate(rollout, mean, clock)  # first deadline: the per-call and per-sequence cost
                 spent = (clock() - t0) * 1e3
                 cfg = cfg.replace(samples=self.timer.samples_for(cfg.deadline_ms, cfg.iterations, cfg.samples, spent))
             t_plan = clock()

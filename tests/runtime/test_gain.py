@@ -129,6 +129,45 @@ def test_a_session_estimates_the_gain_plans_model_units_within_the_plant_s_bound
     assert off.gain is None and off.info()["gain"] is None and off.g == 1.0
 
 
+def test_a_plant_beyond_plan_above_plans_over_the_gain_s_shorter_horizon(tiny_artifact):
+    from mbmrl.runtime.loader import load
+    from mbmrl.runtime.session import Session
+
+    rt = load(tiny_artifact)  # horizons 15 and 30
+    cfg = {"every": 1, "plan_horizon": 15, "plan_above": 1.3}
+    s = Session(rt, "none", seed=0, planner={"horizon": 30}, gain=cfg)
+    obs = np.array([0.5, 0.5, 0.2], np.float32)
+    assert s.act(obs).plan.shape[0] == 30  # gain 1: the planner's horizon
+    s.observe_many(_plant_episode(rt, 2.0, 20, np.random.default_rng(4)))
+    assert s.g > 1.3
+    warm = s.plan.copy()
+    res = s.act(obs)
+    assert res.plan.shape[0] == 15 and s.plan.shape[0] == 15  # out of range: the shorter horizon
+    assert s.act(obs, planner={"horizon": 30}).plan.shape[0] == 30  # a request naming a horizon keeps it
+    # the warm start over the shorter horizon is the longer plan's first steps: with no samples to move it,
+    # the plan is exactly that
+    still = Session(rt, "none", seed=0, planner={"horizon": 30, "samples": 1, "noise_scale": 1e-9}, gain=cfg)
+    still.observe_many(_plant_episode(rt, 2.0, 20, np.random.default_rng(4)))
+    still.plan = warm
+    np.testing.assert_allclose(still.act(obs).plan, np.clip(warm[:15] * still.g, rt.action_low, rt.action_high),
+                               atol=1e-5)
+    short = Session(rt, "none", seed=0, planner={"horizon": 15}, gain={**cfg, "plan_horizon": 30})
+    short.observe_many(_plant_episode(rt, 2.0, 20, np.random.default_rng(4)))
+    assert short.act(obs).plan.shape[0] == 15  # never longer than the planner's own
+    with pytest.raises(ValueError, match="plan_horizon"):
+        Session(rt, "none", gain={"plan_horizon": 20})  # not exported
+    with pytest.raises(ValueError, match="plan_above"):
+        Session(rt, "none", gain={"plan_above": 0.5})
+
+
+def test_export_adds_the_family_s_gain_horizon():
+    from mbmrl.export.onnx_export import export_horizons
+
+    assert export_horizons((15, 30), {}) == (15, 30)
+    assert export_horizons((15, 30), {"max_gain": 2.5, "plan_horizon": 10}) == (15, 30, 10)
+    assert export_horizons((15, 30), {"plan_horizon": 15}) == (15, 30)
+
+
 def test_a_bad_transition_leaves_the_gain_as_it_was(tiny_artifact):
     from mbmrl.runtime.loader import load
     from mbmrl.runtime.session import Session
@@ -161,7 +200,7 @@ def test_gain_over_http_settings_info_and_errors(server, tiny_artifact):
         assert np.abs(s.act(episode[-1]["next_obs"]).action).max() <= 2.0 + 1e-6
     with client.new_session(mode="none", gain=False) as s:
         assert client.request("GET", f"/v1/sessions/{s.session_id}")["gain"] is None
-    for bad in ({"max_gain": 0.5}, {"gian": 2.0}, "yes"):
+    for bad in ({"max_gain": 0.5}, {"gian": 2.0}, "yes", {"plan_horizon": 20}, {"plan_above": 0.5}):
         with pytest.raises(ApiError) as e:
             client.new_session(mode="none", gain=bad)
         assert e.value.status == 422 and "gain" in str(e.value)
