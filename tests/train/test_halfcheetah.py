@@ -207,7 +207,9 @@ def test_the_mass_family_s_gain_adaptation_reaches_the_manifest_and_the_crippled
     from mbmrl.train.checkpoint import default_gain
     from mbmrl.train.families import get_family
 
-    assert dict(get_family("halfcheetah").default_gain) == {"max_gain": 2.5} == default_gain({"name": "halfcheetah"})
-    GainConfig.from_dict(default_gain({"name": "halfcheetah"}), obs_dim=17)  # settings the runtime accepts
+    assert dict(get_family("halfcheetah").default_gain) == {"max_gain": 2.5, "plan_horizon": 10, "plan_above": 1.15} \
+        == default_gain({"name": "halfcheetah"})
+    # settings the runtime accepts, on the horizons `mbmrl export` writes for it (its own and the gain's)
+    GainConfig.from_dict(default_gain({"name": "halfcheetah"}), obs_dim=17, horizons=[15, 30, 10])
     assert default_gain({"name": "cripple_halfcheetah"}) == {} == default_gain({"name": "my_pkg.families:robot"})
     assert default_gain({"name": "halfcheetah", "default_gain": {}}) == {}
