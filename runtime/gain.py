@@ -12,6 +12,8 @@ g is the grid value (geometric from 1 to `max_gain`) with the lowest running err
 model (h0, W0: mode `none`) predicting the last `window` transitions, open-loop over `horizon` steps, with the
 actions divided by g. Gains below 1 (a stronger plant) are not modelled: the model would have to
 take actions beyond the range it was trained on, and planning on the model as it is did better (docs/cadm.md).
+While g is at least `plan_above`, a session can plan over a shorter `plan_horizon`: the heavy robot is the trained
+one only approximately, and the model's error compounds over a long horizon (`gain_planner`).
 """
 
 from __future__ import annotations

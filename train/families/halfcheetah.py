@@ -81,7 +81,7 @@ PITCH_INDEX = 1  # obs[1] = qpos[2], the root's pitch (rooty)
 GUARD = {"leave": 0.5}
 # The heavy test cheetahs (masses and dampings 1.5-1.8) are the trained ones driven by about a / mass: estimate that
 # actuator gain per session and run the model on a / g (`mbmrl.runtime.gain`; measured: docs/cadm.md, "Actuator gain");
-# while the plant is clearly weaker (g >= 1.2 on the grid) plan 10 steps ahead, not 30 ("A shorter horizon out of range")
+# while the plant is clearly weaker (g >= 1.2 on the grid) plan 10 steps ahead, not 30 (docs/cadm.md)
 GAIN = {"max_gain": 2.5, "plan_horizon": 10, "plan_above": 1.15}
 
 
