@@ -61,12 +61,14 @@ def export_horizons(horizons: tuple[int, ...], gain: dict) -> tuple[int, ...]:
     return horizons if not extra or extra in horizons else (*horizons, extra)
 
 
-def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: Path | None = None) -> Manifest:
-    """Write one artifact directory from one checkpoint; returns its manifest."""
+def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: Path | None = None,
+                      gain_horizon: bool = True) -> Manifest:
+    """Write one artifact directory from one checkpoint; returns its manifest. `gain_horizon` False: only
+    `cfg.horizons` (for sessions that run without gain adaptation, like exploration's)."""
     _quiet_exporter()
     ckpt = Checkpoint.load(ckpt_path)
     model = ckpt.model()
-    horizons = export_horizons(cfg.horizons, default_gain(ckpt.family_info))
+    horizons = export_horizons(cfg.horizons, default_gain(ckpt.family_info)) if gain_horizon else cfg.horizons
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, GraphSpec] = {}
     int8_layers = parse_layers(cfg.int8) if cfg.int8 and not model.oracle else ()  # the oracle is for eval: fp32

@@ -151,8 +151,9 @@ def gain_settings(gain: GainConfig | Mapping | bool | None, base: GainConfig | N
 
 
 def session_gain(gain: GainConfig | Mapping | bool | None, rt: Runtime) -> GainConfig | None:
-    """A session's gain settings on runtime `rt` (`gain_settings` over its manifest's default and its horizons)."""
-    return gain_settings(gain, manifest_gain(rt.manifest), rt.obs_dim, rt.horizons)
+    """A session's gain settings on runtime `rt` (`gain_settings` over its manifest's default and its horizons);
+    False: off, whatever the manifest says."""
+    return None if gain is False else gain_settings(gain, manifest_gain(rt.manifest), rt.obs_dim, rt.horizons)
 
 
 def init_gain(cfg: GainConfig | None, obs_dim: int, action_dim: int) -> GainState | None:

@@ -52,7 +52,7 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt.save(workdir / "model.pt")
     horizon = int(manifest_for(model, ckpt).default_planner["horizon"])
-    export_checkpoint(workdir / "model.pt", workdir / "artifact", ExportConfig(horizons=(horizon,)))
+    export_checkpoint(workdir / "model.pt", workdir / "artifact", ExportConfig(horizons=(horizon,)), gain_horizon=False)
     return load(workdir / "artifact")
 
 

@@ -70,7 +70,9 @@ def test_the_cadm_protocol_fills_only_the_fields_left_at_their_defaults():
 def test_the_cadm_schedule_runs_on_mujoco_at_a_tiny_budget(tmp_path):
     """`mbmrl train --family halfcheetah --protocol cadm` with its rounds cut to one: random then MPC-collected
     1000-step episodes, the exploring model exported and planning with the family's reward and CEM 200 x 30."""
+    from mbmrl.runtime.artifact import ArtifactError
     from mbmrl.runtime.loader import load
+    from mbmrl.runtime.session import Session
     from mbmrl.train.data import Segments
     from mbmrl.train.trainer import train
 
@@ -81,7 +83,11 @@ def test_the_cadm_schedule_runs_on_mujoco_at_a_tiny_budget(tmp_path):
     segs = Segments.load(run / "data.npz")
     assert len(set(segs.task_ids)) == 3 and segs.obs.shape[:2] == (3 * (1000 // 64), 64)  # 3 whole episodes
     rt = load(run / "explore" / "artifact")
+    # its planning horizon only (the exploring sessions run without gain adaptation): a session asking for the
+    # family's gain, which plans 10 steps ahead on heavy plants, is told to re-export
     assert rt.default_planner.method == "cem" and rt.default_planner.horizon == 30 and rt.horizons == [30]
+    with pytest.raises(ArtifactError, match="re-export"):
+        Session(rt, "none")
     assert rt.default_cost.reward_source == "known"
     saved = json.loads((run / "config.json").read_text())
     assert saved["protocol"] == "cadm" and saved["mpc_engine"] == "onnx" and saved["episodes_per_task"] == 1
