@@ -3,11 +3,11 @@ and what sessions report of it in their info."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
-from .api_types import Strict, integer, integral, one_of
+from .api_types import Strict, horizon_of, integer
 
 
 class GainInfo(BaseModel):
@@ -35,9 +35,7 @@ class GainPatch(Strict):
 def gain_patch(obs_dim: int, horizons: list[int]) -> type[GainPatch]:
     """`GainPatch` for an artifact: `dims` entries in [0, obs_dim), `plan_horizon` 0 or an exported horizon, so every
     schema-valid patch is a valid one."""
-    allowed = [0, *horizons]
-    PlanHorizon = Annotated[int, BeforeValidator(integral), AfterValidator(one_of(allowed)),  # noqa: N806
-                            Field(json_schema_extra={"enum": allowed})]
+    PlanHorizon = horizon_of([0, *horizons])  # noqa: N806
 
     class ArtifactGainPatch(GainPatch):
         dims: list[integer(0, obs_dim - 1)] | None = Field(  # type: ignore[valid-type]

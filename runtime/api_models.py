@@ -7,7 +7,7 @@ tells a client precisely what to send; models are strict (no `true` or `"1.5"` f
 from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, FailFast, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, FailFast, Field, Tag, field_validator
 from pydantic.functional_validators import BeforeValidator
 from pydantic_core import PydanticCustomError
 
@@ -15,7 +15,7 @@ from .api_errors import ErrorMessage, ValidationErrorMessage
 from .api_gain import GainInfo, gain_patch
 from .api_guard import GuardInfo, GuardPatch
 from .api_reference import ReferenceBody
-from .api_types import F32, F32_MAX, Strict, at_most, integer, integral, one_of, reward_bounds, state_bounds, vector
+from .api_types import F32, F32_MAX, Strict, at_most, horizon_of, integer, reward_bounds, state_bounds, vector
 from .normalization import Normalization
 from .types import ActResult
 
@@ -177,8 +177,7 @@ def build_request_models(
     Action = vector(action_dim, "action_dim")
     Weight = Annotated[float, Field(ge=0, le=1e6)]
     Reward = Annotated[float, Field(ge=reward_bounds(norm)[0], le=reward_bounds(norm)[1])] if norm else F32
-    Horizon = Annotated[int, BeforeValidator(integral), AfterValidator(one_of(horizons)),
-                        Field(json_schema_extra={"enum": horizons})]
+    Horizon = horizon_of(horizons)
     Target = Annotated[
         Annotated[Obs, Tag("vector")] | Annotated[list[Obs], Field(min_length=1, max_length=MAX_TARGET_STEPS),  # type: ignore[valid-type]
                                                   Tag("rows")],

@@ -62,6 +62,13 @@ def one_of(allowed: list[int]):
     return check
 
 
+def horizon_of(allowed: list[int]) -> Any:
+    """An integer (that may be written 15.0) that must be one of `allowed`, stated as the schema's enum."""
+    enum: Any = list(allowed)
+    return Annotated[int, BeforeValidator(integral), AfterValidator(one_of(allowed)),
+                     Field(json_schema_extra={"enum": enum})]
+
+
 def exact_length(n: int, what: str):
     """A before-validator: a list must have `n` entries (checked before its items: a huge array is one error)."""
     def check(v: Any) -> Any:

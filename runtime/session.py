@@ -201,7 +201,8 @@ class Session:
             g = self.g  # plan model-unit actions u within the plant's bounds / g
             terms = gain_terms(CostTerms.build(c, cfg.horizon, rt.feature_dim, w_cov=risk, start=start), g,
                                self.gain_config)
-            mean = fit_plan(self.plan, self._initial_plan(cfg.horizon))  # the warm start over cfg.horizon steps
+            mean = self.plan if self.plan.shape[0] == cfg.horizon else fit_plan(  # another horizon: its first steps
+                self.plan, self._initial_plan(cfg.horizon))
             t0 = clock()
             last: dict[str, np.ndarray] = {}
 
