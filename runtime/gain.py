@@ -122,6 +122,7 @@ class GainState:
     since: np.ndarray  # () transitions since the last estimate
     scores: np.ndarray  # (grid,) each gain's running open-loop error (nan: no estimate yet)
     gain: np.ndarray  # () the current gain, >= 1: the lowest score's
+    errors: np.ndarray  # (window, grid) each gain's error on the sequence ending at that row (nan: none ends there)
 
 
 def manifest_gain(manifest: Manifest) -> GainConfig | None:
@@ -163,21 +164,28 @@ def init_gain(cfg: GainConfig | None, obs_dim: int, action_dim: int) -> GainStat
     z = lambda *s: np.zeros(s, dtype=np.float32)  # noqa: E731
     return GainState(z(cfg.window, obs_dim), z(cfg.window, action_dim), z(cfg.window, obs_dim),
                      np.zeros(cfg.window, dtype=bool), np.array(0), np.array(0), np.full(cfg.grid, np.nan),
-                     np.array(1.0, dtype=np.float32))
+                     np.array(1.0, dtype=np.float32), np.full((cfg.window, cfg.grid), np.nan))
 
 
 def fold_gain(cfg: GainConfig, st: GainState, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray,
               features: Features, next_obs_fn: NextObs, h0: np.ndarray, W0: np.ndarray, delta_std: np.ndarray,
               periodic: Mapping[int, float] | None = None) -> GainState:
-    """Keep one transition (the action as the plant received it); every `every` transitions, re-estimate."""
+    """Keep one transition (the action as the plant received it) and score the sequence it ends under every gain
+    (the prior model's error on it never changes: each sequence is scored once, grid rows per transition);
+    every `every` transitions, re-estimate from the kept sequences' errors."""
     linked = bool(st.n > 0 and continues(st.next_obs[-1], obs))
     roll = lambda a, row: np.concatenate([a[1:], np.asarray(row, dtype=a.dtype)[None]])  # noqa: E731
     st = GainState(roll(st.obs, obs), roll(st.actions, action), roll(st.next_obs, next_obs),
                    roll(st.linked, linked), np.array(min(int(st.n) + 1, cfg.window)), np.array(int(st.since) + 1),
-                   st.scores, st.gain)
+                   st.scores, st.gain, st.errors)
+    H = cfg.horizon
+    whole = int(st.n) >= H and bool(st.linked[len(st.linked) - H + 1:].all())  # H contiguous transitions end here
+    row = sequence_error(cfg, st.obs[-H], st.actions[-H:], st.next_obs[-H:], features, next_obs_fn, h0, W0,
+                         delta_std, periodic) if whole else np.full(cfg.grid, np.nan)
+    st = replace(st, errors=roll(st.errors, row))
     if int(st.since) < cfg.every:
         return st
-    err = gain_errors(cfg, st, features, next_obs_fn, h0, W0, delta_std, periodic)
+    err = kept_errors(cfg, st)
     if err is None:
         return replace(st, since=np.array(0))
     scores = err if np.isnan(st.scores).any() else cfg.forget * st.scores + (1 - cfg.forget) * err
@@ -210,33 +218,31 @@ def gain_planner(planner: PlannerConfig, request: Mapping | None, cfg: GainConfi
     return out if request and "horizon" in request else out.replace(horizon=min(cfg.plan_horizon, out.horizon))
 
 
-def sequence_starts(st: GainState, horizon: int) -> np.ndarray:
-    """Rows where `horizon` kept, contiguous transitions begin (every step after the first continues)."""
-    first = len(st.linked) - int(st.n)
-    ok = [s for s in range(first, len(st.linked) - horizon + 1) if st.linked[s + 1: s + horizon].all()]
-    return np.array(ok, dtype=int)
-
-
-def gain_errors(cfg: GainConfig, st: GainState, features: Features, next_obs_fn: NextObs, h0: np.ndarray,
-                W0: np.ndarray, delta_std: np.ndarray,
-                periodic: Mapping[int, float] | None = None) -> np.ndarray | None:
-    """Each grid gain's mean open-loop error of the prior model over the kept sequences (grid,), in squared
-    delta-std units (None: no whole sequence kept yet)."""
-    starts = sequence_starts(st, cfg.horizon)
-    if len(starts) == 0:
-        return None
+def sequence_error(cfg: GainConfig, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+                   features: Features, next_obs_fn: NextObs, h0: np.ndarray, W0: np.ndarray, delta_std: np.ndarray,
+                   periodic: Mapping[int, float] | None = None) -> np.ndarray:
+    """Each grid gain's open-loop error of the prior model on one sequence (grid,), in squared delta-std units:
+    from `obs` (O,), the plant's `actions` (H, A) divided by the gain, against `next_obs` (H, O)."""
     gains = cfg.gains()  # (G,)
-    G, S = len(gains), len(starts)
+    G = len(gains)
     dims = list(cfg.dims) or slice(None)
-    x = np.tile(st.obs[starts], (G, 1))  # (G*S, O): every gain rolls every sequence
-    h = np.repeat(np.asarray(h0, dtype=np.float32)[None], G * S, axis=0)
-    err = np.zeros(G * S)
-    for j in range(cfg.horizon):
-        u = (st.actions[starts + j][None] / gains[:, None, None]).reshape(G * S, -1)  # (G*S, A) model units
-        x = next_obs_fn(x, features(x, u.astype(np.float32), h) @ W0)
-        diff = wrapped(x - np.tile(st.next_obs[starts + j], (G, 1)), periodic) / delta_std  # (G*S, O)
+    x = np.repeat(np.asarray(obs, dtype=np.float32)[None], G, axis=0)  # (G, O): every gain rolls the sequence
+    h = np.repeat(np.asarray(h0, dtype=np.float32)[None], G, axis=0)
+    err = np.zeros(G)
+    for j in range(len(actions)):
+        u = (actions[j][None] / gains[:, None]).astype(np.float32)  # (G, A) model units
+        x = next_obs_fn(x, features(x, u, h) @ W0)
+        diff = wrapped(x - next_obs[j][None], periodic) / delta_std  # (G, O)
         err += (np.nan_to_num(diff[:, dims], nan=1e4, posinf=1e4, neginf=1e4) ** 2).mean(-1)
-    return err.reshape(G, S).mean(1)
+    return err
+
+
+def kept_errors(cfg: GainConfig, st: GainState) -> np.ndarray | None:
+    """Each grid gain's mean error over the sequences wholly kept in the window (grid,) (None: none yet). The
+    sequence ending at row r began at r - horizon + 1; it counts while that row is still kept."""
+    rows = np.arange(len(st.linked))
+    kept = (rows >= len(rows) - int(st.n) + cfg.horizon - 1) & np.isfinite(st.errors).all(1)
+    return st.errors[kept].mean(0) if kept.any() else None
 
 
 def gain_arrays(st: GainState | None) -> dict[str, np.ndarray]:
@@ -245,9 +251,13 @@ def gain_arrays(st: GainState | None) -> dict[str, np.ndarray]:
 
 
 def load_gain(state: Mapping[str, np.ndarray], cfg: GainConfig | None) -> GainState | None:
-    """The gain state `gain_arrays` saved (a KeyError names a missing array)."""
-    return None if cfg is None else GainState(**{f.name: np.asarray(state[f"gain.{f.name}"])
-                                                 for f in fields(GainState)})
+    """The gain state `gain_arrays` saved (a KeyError names a missing array). A snapshot from before the per-row
+    errors keeps its estimate and scores the transitions that follow (its kept ones are not re-scored)."""
+    if cfg is None:
+        return None
+    old = {"errors": np.full((cfg.window, cfg.grid), np.nan)}
+    return GainState(**{f.name: np.asarray(state[f"gain.{f.name}"] if f"gain.{f.name}" in state or f.name not in old
+                                           else old[f.name]) for f in fields(GainState)})
 
 
 def gain_report(st: GainState | None, cfg: GainConfig | None) -> dict | None:

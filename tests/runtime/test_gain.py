@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mbmrl.runtime.gain import GainConfig, fold_gain, gain_settings, init_gain, sequence_starts
+from mbmrl.runtime.gain import GainConfig, fold_gain, gain_settings, init_gain, kept_errors
 
 OBS_DIM, ACT_DIM = 2, 1
 STD = np.ones(OBS_DIM, np.float32)
@@ -67,8 +67,33 @@ def test_no_estimate_before_a_whole_sequence_and_sequences_never_cross_a_gap():
     st, _ = fly(cfg, st, 2.0, 6, rng, x + 5.0)
     gap = len(st.linked) - 6  # the row of the first transition after the reset
     assert not st.linked[gap] and st.linked[gap + 1:].all()
-    starts = sequence_starts(st, cfg.horizon)
-    assert all(s + cfg.horizon <= gap or s >= gap for s in starts) and gap in starts
+    scored = np.isfinite(st.errors).all(1)  # the rows where a scored sequence ends
+    H = cfg.horizon
+    first = len(st.linked) - int(st.n)  # the oldest kept transition's row
+    assert not scored[:first + H - 1].any() and scored[first + H - 1:gap].all()
+    assert not scored[gap:gap + H - 1].any() and scored[gap + H - 1:].all()
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_each_sequence_scored_once_gives_the_errors_of_scoring_the_whole_window_again(horizon):
+    """A transition's sequence is scored when it arrives; the estimate must equal re-scoring every kept sequence."""
+    cfg = GainConfig(horizon=horizon, window=12, every=5)
+    rng = np.random.default_rng(2)
+    st, x = fly(cfg, init_gain(cfg, OBS_DIM, ACT_DIM), 1.7, 9, rng)
+    st, _ = fly(cfg, st, 1.7, 20, rng, x + 3.0)  # a gap, then the window slides past it
+    first = len(st.linked) - int(st.n)
+    starts = [r for r in range(first, len(st.linked) - horizon + 1) if st.linked[r + 1:r + horizon].all()]
+    expected = []
+    for g in cfg.gains():
+        per_sequence = []
+        for r in starts:
+            xs, e = st.obs[r], 0.0
+            for j in range(horizon):
+                xs = next_state(xs[None], features(xs[None], st.actions[r + j][None] / g, H0[None]) @ W0)[0]
+                e += float(((xs - st.next_obs[r + j]) / STD) ** 2 @ np.ones(OBS_DIM)) / OBS_DIM
+            per_sequence.append(e)
+        expected.append(np.mean(per_sequence))
+    np.testing.assert_allclose(kept_errors(cfg, st), expected, rtol=1e-5, atol=1e-9)
 
 
 def test_settings_are_validated_and_a_session_s_setting_patches_the_artifact_s():
@@ -125,6 +150,12 @@ def test_a_session_estimates_the_gain_plans_model_units_within_the_plant_s_bound
     a = res.plan[:3]
     np.testing.assert_allclose(s.predict(obs, a)[0], Session(rt, "none", gain=False).predict(obs, a / s.g)[0],
                                atol=1e-5)
+    # a snapshot from before the per-sequence errors: the estimate stays, the transitions that follow are scored
+    older = Session(rt, "none", seed=0, gain=cfg.to_dict())
+    older.load_state_dict({k: v for k, v in twin.state_dict().items() if k != "gain.errors"})
+    assert older.g == s.g and np.isnan(older.gain.errors).all()
+    older.observe_many(_plant_episode(rt, true_gain, 3, np.random.default_rng(1)))
+    assert older.g == pytest.approx(true_gain) and np.isfinite(older.gain.errors[-3:]).all()
     off = Session(rt, "none", seed=0)  # this artifact declares no default_gain: off
     assert off.gain is None and off.info()["gain"] is None and off.g == 1.0
 
