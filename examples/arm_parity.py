@@ -167,9 +167,8 @@ def compute(rt, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out[f"graph:{mode}/h"], out[f"graph:{mode}/W"] = np.array(s.h), np.array(s.W)
         for name, value in dataclasses.asdict(s.state).items():  # the mode's head state (window, posterior)
             out[f"graph:{mode}/state.{name}"] = np.asarray(value)
-        if getattr(s, "gain", None) is not None:  # actuator-gain adaptation (the artifact's default_gain)
-            for f in dataclasses.fields(s.gain):
-                out[f"graph:{mode}/gain.{f.name}"] = np.asarray(getattr(s.gain, f.name))
+        for name, value in runtime.gain.gain_arrays(s.gain).items():  # gain adaptation (the manifest's default_gain)
+            out[f"graph:{mode}/{name}"] = np.asarray(value)
         pred, var = s.predict(x["sess/act_obs"][0], x["sess/predict_actions"])
         out[f"graph:{mode}/predict_obs"] = pred
         if var is not None:

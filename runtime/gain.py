@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
@@ -87,8 +88,8 @@ class GainConfig:
             raise ValueError(f"gain.plan_above must be in [1, 100], got {self.plan_above}")
 
     def gains(self) -> np.ndarray:
-        """The gains tried (grid,), 1 first."""
-        return np.geomspace(1.0, self.max_gain, self.grid).astype(np.float32)
+        """The gains tried (grid,), 1 first (read-only: one array per grid, not one per transition)."""
+        return _geometric_grid(self.max_gain, self.grid)
 
     def to_dict(self) -> dict:
         """As a JSON object (the shape `from_dict` reads)."""
@@ -108,6 +109,13 @@ class GainConfig:
         cfg = replace(base or cls(), **d)
         cfg.validate(obs_dim, horizons)
         return cfg
+
+
+@lru_cache(maxsize=32)
+def _geometric_grid(max_gain: float, grid: int) -> np.ndarray:
+    out = np.geomspace(1.0, max_gain, grid).astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(frozen=True)
@@ -255,9 +263,8 @@ def load_gain(state: Mapping[str, np.ndarray], cfg: GainConfig | None) -> GainSt
     errors keeps its estimate and scores the transitions that follow (its kept ones are not re-scored)."""
     if cfg is None:
         return None
-    old = {"errors": np.full((cfg.window, cfg.grid), np.nan)}
-    return GainState(**{f.name: np.asarray(state[f"gain.{f.name}"] if f"gain.{f.name}" in state or f.name not in old
-                                           else old[f.name]) for f in fields(GainState)})
+    saved = {"gain.errors": np.full((cfg.window, cfg.grid), np.nan), **state}  # older snapshots: none scored
+    return GainState(**{f.name: np.asarray(saved[f"gain.{f.name}"]) for f in fields(GainState)})
 
 
 def gain_report(st: GainState | None, cfg: GainConfig | None) -> dict | None:
