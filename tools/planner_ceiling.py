@@ -1,7 +1,7 @@
 """The planner's ceiling on a MuJoCo family: MPC episodes planned with the simulator itself as the model.
 
     python tools/planner_ceiling.py ARTIFACT [--split moderate|default] [--planner horizon=30,iterations=2]
-        [--cost '{"reward_weight": 1}'] [--steps 1000] [--seeds 1] [--max-tasks N] [--json out.json]
+        [--cost '{"reward_weight": 1}'] [--steps 1000] [--seeds 1] [--max-tasks N] [--json out.json] [--posture]
 
 The artifact gives the family, the default cost and planner (a session's settings); the sessions plan with
 `mbmrl.train.ceiling.SimulatorDynamics` — every sampled sequence simulated in MuJoCo under the task's own
@@ -16,6 +16,7 @@ import json
 import time
 
 import numpy as np
+from cheetah_posture import VELOCITY, posture  # tools/, this script's own folder
 from mbmrl.runtime.loader import load
 from mbmrl.runtime.planner import parse_planner
 from mbmrl.runtime.session import Session
@@ -23,6 +24,14 @@ from mbmrl.train.ceiling import ceiling_runtime
 from mbmrl.train.episode import run_episode
 from mbmrl.train.evaluation.evaluate import stepping
 from mbmrl.train.families import get_family
+
+
+def episode_posture(obs: np.ndarray, chunk: int = 100) -> dict:
+    """A half-cheetah episode's shares upright / on its back and its mean velocity per `chunk` steps (obs: (T, 17))."""
+    p = posture(obs)
+    return {"on back": round(p["on back"], 3), "upright": round(p["upright"], 3),
+            f"velocity per {chunk} steps": [round(float(obs[i:i + chunk, VELOCITY].mean()), 2)
+                                            for i in range(0, len(obs), chunk)]}
 
 
 def main() -> None:
@@ -37,6 +46,8 @@ def main() -> None:
     ap.add_argument("--max-tasks", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
     ap.add_argument("--json", default="")
+    ap.add_argument("--posture", action="store_true",
+                    help="half-cheetahs: also how much of each episode is upright / on its back, and its velocity")
     args = ap.parse_args()
     rt = load(args.artifact)
     family = get_family(rt.manifest.family)
@@ -57,6 +68,9 @@ def main() -> None:
                          "steps": len(ep.rewards), "seconds": time.time() - t0})
             print(f"{split} {params} seed {seed}: return {ep.total_reward:.1f} over {len(ep.rewards)} steps "
                   f"({rows[-1]['seconds']:.0f} s)", flush=True)
+            if args.posture:
+                rows[-1]["posture"] = episode_posture(ep.next_obs)
+                print("  " + ", ".join(f"{k} {v}" for k, v in rows[-1]["posture"].items()), flush=True)
     mean = float(np.mean([r["return"] for r in rows]))
     print(f"planner ceiling ({session.planner.to_dict()}): mean return {mean:.1f}")
     if args.json:
