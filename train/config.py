@@ -65,6 +65,9 @@ class TrainConfig:
     feature_dim: int = field(default=32, metadata=_h("feature size D (head is D x (obs_dim+1))"))
     mlp_width: int = field(default=128, metadata=_h("width of the feature MLP (96 in the edge profile: docs/edge.md)"))
     mlp_depth: int = field(default=2, metadata=_h("hidden layers of the feature MLP (CaDM's and PETS's MLPs: 4)"))
+    feature_activation: str = field(default="tanh", metadata=_h(
+        "activation of the features phi: 'tanh' (bounded) or 'linear' (phi @ W is a plain MLP's output layer, as in "
+        "PETS and CaDM: predictions extrapolate past the data instead of saturating)"))
     ensemble: int = field(default=1, metadata=_h(
         "K feature MLPs sharing the belief encoder and the head; the planner rolls every candidate through each "
         "(trajectory sampling, K x the rollout compute) and averages the costs"))
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
         if self.mlp_depth < 2:
             raise ValueError(f"--mlp-depth must be >= 2 hidden layers, got {self.mlp_depth}")
+        if self.feature_activation not in ("tanh", "linear"):
+            raise ValueError(f"--feature-activation must be 'tanh' or 'linear', got {self.feature_activation!r}")
         if self.random_policy not in RANDOM_POLICIES:
             raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
         if self.mpc_engine not in ("torch", "onnx"):

@@ -39,6 +39,9 @@ class ModelArgs:
     """K feature MLPs (members) sharing the belief encoder and the head."""
     mlp_depth: int = 2
     """Hidden layers of each feature MLP (fx, f2, then depth - 2 more width x width layers); CaDM's MLPs have 4."""
+    feature_activation: str = "tanh"
+    """phi's activation: 'tanh' (bounded features) or 'linear' (phi @ W is then a plain MLP's linear output layer,
+    as in PETS and CaDM: predictions extrapolate past the data instead of saturating)."""
 
 
 def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_size: int, width: int,
@@ -53,12 +56,16 @@ def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_
     module.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
 
 
-def hidden_to_features(m: FeatureMLP | DynamicsModel, pre: torch.Tensor) -> torch.Tensor:
+FEATURE_ACTIVATIONS = ("tanh", "linear")
+
+
+def hidden_to_features(m: FeatureMLP | DynamicsModel, pre: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
     """A member's layers after the first one's pre-activation: (..., width) -> phi without its 1, (..., D-1)."""
     z = F.silu(m.f2(F.silu(pre)))
     for layer in m.fmid:
         z = F.silu(layer(z))
-    return torch.tanh(m.f3(z))
+    z = m.f3(z)
+    return torch.tanh(z) if activation == "tanh" else z
 
 
 class FeatureMLP(nn.Module):
@@ -113,6 +120,9 @@ class DynamicsModel(nn.Module):
         self.h0 = nn.Parameter(torch.zeros(self.hidden_size))
         if args.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 members, got {args.ensemble}")
+        if args.feature_activation not in FEATURE_ACTIVATIONS:
+            raise ValueError(f"feature_activation must be one of {FEATURE_ACTIVATIONS}, "
+                             f"got {args.feature_activation!r}")
         w = args.mlp_width
         d = args.mlp_depth
         add_feature_layers(self, o, a, self.hidden_size, w, args.feature_dim, d)  # member 0 (a plain model's only)
@@ -200,7 +210,7 @@ class DynamicsModel(nn.Module):
         a planner."""
         m = self.member(k)
         x = torch.cat([(obs - self.obs_mean) / self.obs_std, (action - self.action_mean) / self.action_std], -1)
-        z = hidden_to_features(m, m.fx(x) + h_proj)
+        z = hidden_to_features(m, m.fx(x) + h_proj, self.args.feature_activation)
         return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
 
     def next_obs(self, obs, head_out) -> torch.Tensor:
@@ -261,7 +271,7 @@ class DynamicsModel(nn.Module):
         e = None
         for t in range(horizon):
             pre = pa[t] if e is None else torch.addmm(pa[t], e, wx.T)  # (N, width)
-            z = hidden_to_features(m, pre)  # (N, D-1)
+            z = hidden_to_features(m, pre, self.args.feature_activation)  # (N, D-1)
             e = z @ wd if e is None else e + z @ wd  # (N, O); torch's addmm here loses digits the graph keeps
             es.append(e)
             zs.append(z)

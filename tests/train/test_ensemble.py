@@ -1,5 +1,8 @@
 """Ensembles (`mbmrl train --ensemble K`): K feature MLPs sharing the encoder and the head, trajectory sampling
-inside the one rollout graph, exported and served like every other artifact, composable with every mode."""
+inside the one rollout graph, exported and served like every other artifact, composable with every mode.
+
+The fixture's ensemble also has depth 3 and linear features (`--feature-activation linear`), so those options are
+exported, parity-checked and served here too (every other test trains the default tanh features)."""
 
 import json
 
@@ -25,6 +28,7 @@ def ensemble_artifact(tmp_path_factory):
     run = tmp_path_factory.mktemp("ens_run")
     cfg = TrainConfig(out=str(run), n_tasks=8, episodes_per_task=1, iters=40, batch_size=16, seq_len=48,
                       hidden_size=8, feature_dim=16, mlp_width=32, mlp_depth=3, window=32, ensemble=K, oracle=False,
+                      feature_activation="linear",
                       rollout_steps=3, progress=False, tensorboard=False)
     train(cfg)
     return export_run(ExportConfig(run=str(run), out=str(tmp_path_factory.mktemp("ens") / "artifact"),
@@ -111,9 +115,32 @@ def test_a_plain_model_has_no_member_parameters_and_old_checkpoints_load():
     m = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, mlp_width=8))
     assert not any(k.startswith("members.") for k in m.state_dict())
     assert len(m.fmid) == 0  # the default depth (2) adds no layer: checkpoints from before mlp_depth load as they were
-    args = {k: v for k, v in m.checkpoint()["args"].items() if k not in ("ensemble", "mlp_depth")}  # written before
-    DynamicsModel.from_checkpoint({"args": args, "state_dict": m.state_dict()})
+    old = ("ensemble", "mlp_depth", "feature_activation")  # written before these options existed
+    args = {k: v for k, v in m.checkpoint()["args"].items() if k not in old}
+    assert DynamicsModel.from_checkpoint({"args": args, "state_dict": m.state_dict()}).args.feature_activation == "tanh"
     with pytest.raises(ValueError, match="ensemble"):
         TrainConfig(ensemble=0)
     with pytest.raises(ValueError, match="mlp-depth"):
         TrainConfig(mlp_depth=1)
+    with pytest.raises(ValueError, match="feature-activation"):
+        TrainConfig(feature_activation="relu")
+
+
+def test_linear_features_are_the_last_layer_unsquashed():
+    """`--feature-activation linear`: phi is f3's output itself (it may leave [-1, 1]: a prediction extrapolates
+    past the data as a plain MLP's does), tanh squashes the same pre-activation; the constant 1 stays last."""
+    torch.manual_seed(0)
+    lin = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, mlp_width=8,
+                                  feature_activation="linear"))
+    tanh = DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, hidden_size=4, feature_dim=6, mlp_width=8))
+    tanh.load_state_dict(lin.state_dict())
+    with torch.no_grad():
+        lin.f3.weight.mul_(50.0)
+        tanh.f3.weight.mul_(50.0)
+        obs, act, h = torch.randn(32, 3), torch.randn(32, 1), torch.randn(32, 4)
+        phi_lin, phi_tanh = lin.features(obs, act, h), tanh.features(obs, act, h)
+    assert phi_lin[:, :-1].abs().max() > 1.5 and phi_tanh[:, :-1].abs().max() <= 1.0
+    torch.testing.assert_close(torch.tanh(phi_lin[:, :-1]), phi_tanh[:, :-1])
+    assert torch.all(phi_lin[:, -1] == 1.0)
+    with pytest.raises(ValueError, match="feature_activation"):
+        DynamicsModel(ModelArgs(obs_dim=3, action_dim=1, feature_activation="relu"))
