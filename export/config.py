@@ -21,6 +21,9 @@ class ExportConfig:
                                                     "width layer of an --mlp-depth > 2 model), 'f2,f3' or 'all'"})
     int8_budget: float = field(default=0.05, metadata={
         "help": "largest median int8 error allowed: cost error / cost spread, and action error / action range"})
+    member: int = field(default=-1, metadata={
+        "help": "of an --ensemble K run: export member k alone (0..K-1; a plain artifact, 1/K of the rollout "
+                "compute), or -1 for the whole ensemble"})
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     _quiet_exporter()
     ckpt = Checkpoint.load(ckpt_path)
     model = ckpt.model()
+    if cfg.member >= 0:  # one member of an ensemble, as a plain model with the shared encoder and head
+        model = model.member_model(cfg.member).eval()
+        ckpt = Checkpoint.of(model, **{f.name: getattr(ckpt, f.name) for f in dataclasses.fields(Checkpoint)
+                                       if f.name not in ("args", "state_dict")})
     horizons = export_horizons(cfg.horizons, default_gain(ckpt.family_info)) if gain_horizon else cfg.horizons
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, GraphSpec] = {}
@@ -98,12 +102,16 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     params_for(model, ckpt).save(out / "params.npz")
     run_dir = ckpt_path.parent
     run_metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    shutil.copy(ckpt_path, out / "model.pt")  # for `mbmrl bench`'s PyTorch column; not needed on device
+    if cfg.member >= 0:  # for `mbmrl bench`'s PyTorch column; not needed on device
+        ckpt.save(out / "model.pt")
+    else:
+        shutil.copy(ckpt_path, out / "model.pt")
     base = manifest_for(model, ckpt, horizons=horizons)
     manifest = dataclasses.replace(
         base, graphs=graphs, files={**{g.file: {} for g in graphs.values()}, "params.npz": {}},
         torch_checkpoint="model.pt",
-        provenance={**base.provenance, "git_commit": git_commit(), "metrics_at_export": run_metrics.get("final", {}),
+        provenance={**base.provenance, **({"member": cfg.member} if cfg.member >= 0 else {}),
+                    "git_commit": git_commit(), "metrics_at_export": run_metrics.get("final", {}),
                     "train_seconds": run_metrics.get("wall_seconds")},
     ).write(out)
     manifest = dataclasses.replace(manifest, parity=check_parity(model, out, data_path, cfg.tolerance)).write(out)
@@ -124,5 +132,5 @@ def export_run(cfg: ExportConfig) -> Path:
     data = run / "data.npz" if (run / "data.npz").is_file() else None
     export_checkpoint(run / "model.pt", out, cfg, data)
     if (run / "oracle.pt").is_file():
-        export_checkpoint(run / "oracle.pt", out / "oracle", cfg, data)
+        export_checkpoint(run / "oracle.pt", out / "oracle", dataclasses.replace(cfg, member=-1), data)
     return out

@@ -54,6 +54,9 @@ class TrainConfig:
     renormalize: bool = field(default=False, metadata=_h(
         "recompute the normalization statistics from all data after each exploration round (CaDM does): "
         "on-policy states far outside the random data's range otherwise saturate the encoder's soft clip"))
+    mpc_member: int = field(default=-1, metadata=_h(
+        "with --ensemble K: the exploring sessions plan with this member alone (0..K-1; 1/K of the collection "
+        "compute), or -1 with every member (trajectory sampling, as the exported artifact plans)"))
     mpc_engine: str = field(default="torch", metadata=_h(
         "engine the exploring sessions plan on: 'torch' (the model in training) or 'onnx' (the model exported "
         "each round, verified against torch: about 3x faster planning on CPU)"))
@@ -118,6 +121,9 @@ class TrainConfig:
             raise ValueError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.ensemble < 1:
             raise ValueError(f"--ensemble must be >= 1 members, got {self.ensemble}")
+        if not -1 <= self.mpc_member < self.ensemble:
+            raise ValueError(f"--mpc-member must be -1 (every member) or a member in [0, {self.ensemble}) of "
+                             f"--ensemble {self.ensemble}, got {self.mpc_member}")
         if self.mlp_depth < 2:
             raise ValueError(f"--mlp-depth must be >= 2 hidden layers, got {self.mlp_depth}")
         if self.feature_activation not in ("tanh", "linear"):

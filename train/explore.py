@@ -59,18 +59,19 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
                 progress: bool = True, engine: str = "torch", workdir: Path | None = None,
-                workers: int = 1) -> tuple[Segments, np.ndarray]:
+                workers: int = 1, member: int = -1) -> tuple[Segments, np.ndarray]:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
     and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first), and each episode's
     return (n_tasks * episodes_per_task,), exploration noise included: the run's learning curve.
 
     `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights). With `workers` > 1 tasks
     fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
-    generator, seeded from `rng` up front, so the data do not depend on `workers`.
+    generator, seeded from `rng` up front, so the data do not depend on `workers`. An ensemble flies on all its
+    members (`member` -1) or on member `member` alone.
     """
     was_training = model.training
     model.eval()
-    rt = exploration_runtime(model, facts, engine, workdir)
+    rt = exploration_runtime(model if member < 0 else model.member_model(member), facts, engine, workdir)
     task_rngs = [np.random.default_rng(int(rng.integers(2**63))) for _ in range(n_tasks)]
 
     def fly(i: int) -> list[tuple[dict, list[float]]]:

@@ -13,7 +13,7 @@ adaptation mode works unchanged on it, while `rollout_costs` propagates each can
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -313,6 +313,25 @@ class DynamicsModel(nn.Module):
     def noise_var(self) -> torch.Tensor:
         """bayes mode: per-output noise variance (P,) in normalized units."""
         return self.log_noise_var.exp()  # (P,)
+
+    def member_model(self, k: int) -> DynamicsModel:
+        """A plain model (ensemble 1) of member k's feature MLP with the shared encoder, head and adaptation
+        parameters: what member k alone predicts (every member is trained to predict with the shared head)."""
+        if not 0 <= k < self.args.ensemble:
+            raise ValueError(f"member must be in [0, {self.args.ensemble}), got {k}")
+        plain = DynamicsModel(replace(self.args, ensemble=1))
+        own = {n for n, _ in plain.named_parameters()} | {n for n, _ in plain.named_buffers()}
+        layers = {f"{n}.": f"members.{k - 1}.{n}." for n in ("fx", "fh", "f2", "fmid", "f3")}
+        mine_all, state = self.state_dict(), {}
+        for name in own:
+            source = name
+            if k > 0:
+                for mine, theirs in layers.items():
+                    if name.startswith(mine):
+                        source = theirs + name[len(mine):]
+            state[name] = mine_all[source]
+        plain.load_state_dict(state)
+        return plain.to(self.W0.device).train(self.training)
 
     def checkpoint(self) -> dict:
         """Constructor arguments + weights: enough to rebuild the model anywhere."""

@@ -4,6 +4,7 @@ inside the one rollout graph, exported and served like every other artifact, com
 The fixture's ensemble also has depth 3 and linear features (`--feature-activation linear`), so those options are
 exported, parity-checked and served here too (every other test trains the default tanh features)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,10 +13,12 @@ import torch
 from mbmrl.export.bench_engines import act_flops
 from mbmrl.export.config import ExportConfig
 from mbmrl.export.int8 import quantize_graph
-from mbmrl.export.onnx_export import export_run
+from mbmrl.export.onnx_export import export_checkpoint, export_run
 from mbmrl.runtime import CostTerms, load
 from mbmrl.train.checkpoint import Checkpoint
 from mbmrl.train.config import TrainConfig
+from mbmrl.train.explore import collect_mpc
+from mbmrl.train.families import get_family
 from mbmrl.train.model import DynamicsModel, ModelArgs
 from mbmrl.train.torch_dynamics import torch_runtime
 from mbmrl.train.trainer import train
@@ -102,6 +105,45 @@ def test_every_mode_runs_on_the_ensemble_and_both_engines_agree(ensemble_artifac
     torch_rt = torch_runtime(ckpt.model(), ckpt)
     assert set(onnx_rt.modes) == {"none", "recurrent", "gradient", "bayes"}
     sessions_agree(onnx_rt, torch_rt, np.random.default_rng(2), observes=5)
+
+
+def test_one_member_exports_as_a_plain_artifact_that_predicts_as_that_member(ensemble_artifact, tmp_path):
+    """`mbmrl export --member k`: member k's feature MLP with the shared encoder and head, a plain artifact
+    (1/K of the rollout compute) whose rollouts are member k's own, parity-checked like any other."""
+    model = Checkpoint.load(ensemble_artifact / "model.pt").model()
+    manifest = export_checkpoint(ensemble_artifact / "model.pt", tmp_path / "m1",
+                                 ExportConfig(horizons=(15,), member=1))
+    assert manifest.ensemble == 1 and manifest.provenance["member"] == 1
+    assert all(v < 1e-3 for k, v in manifest.parity.items() if k != "tolerance")
+    rt = load(tmp_path / "m1")
+    acts = np.random.default_rng(3).uniform(-2, 2, (4, 15, 1)).astype(np.float32)
+    obs = np.array([0.5, 0.8, -1.0], np.float32)
+    terms = CostTerms.build(rt.default_cost.merged({"reward_weight": 0.0}, 3, 1), 15, rt.feature_dim)
+    _, states = rt.dynamics.rollout(obs, rt.h0, rt.W0, acts, terms)
+    members = _members_stepped(model, obs, torch.as_tensor(rt.h0)[None], rt.W0, acts)  # (K, N, H, O)
+    np.testing.assert_allclose(states, members[1], atol=1e-4)
+    assert np.abs(states - members[0]).max() > 1e-3
+    with pytest.raises(ValueError, match="member"):
+        model.member_model(K)
+    with pytest.raises(ValueError, match="mpc-member"):
+        TrainConfig(ensemble=2, mpc_member=2)
+
+
+def test_exploration_can_fly_one_member_of_the_ensemble(ensemble_artifact):
+    """`--mpc-member k`: the exploring sessions plan with member k alone (1/K of the collection compute): the data
+    are those its plain model collects, not the whole ensemble's; the model in training is handed back as it was."""
+    ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
+    model = ckpt.model().train()
+    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+
+    def fly(m, member):
+        return collect_mpc(m, facts, get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50, noise=0.1,
+                           rng=np.random.default_rng(0), first_task_id=0, progress=False, member=member)[0].actions
+
+    one = fly(model, 1)
+    np.testing.assert_array_equal(one, fly(model.member_model(1), -1))
+    assert np.abs(one - fly(model, -1)).max() > 1e-3
+    assert model.training and model.args.ensemble == K
 
 
 def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
