@@ -38,15 +38,19 @@ def fly(rt, family, params: dict, mode: str, steps: int, every: int, seed: int, 
     sim = SimulatorDynamics(env, rt.manifest.hidden_size, rt.feature_dim)
     session = Session(rt, mode, seed=seed)
     perfect = Session(ceiling_runtime(rt, env), "none", seed=seed, gain=False) if ceiling else None
-    terms = CostTerms.build(session.cost, session.planner.horizon, rt.feature_dim)
+    horizon = session.planner.horizon
     pending: list[dict] = []
     out: dict[str, list] = {"predicted": [], "simulated": [], "ceiling predicted": [], "ceiling simulated": []}
     t = [0]
 
     def record(obs: np.ndarray, plan: np.ndarray, key: str) -> None:
-        _, states = sim.rollout(obs, np.zeros(1), np.zeros(1), plan[None], terms)  # (1, H, O)
-        out[f"{key}predicted"].append(session.predict(obs, plan)[0][:, VELOCITY])  # the plan, through the model
-        out[f"{key}simulated"].append(states[0, :, VELOCITY])
+        """Both velocities along `plan`, NaN-padded to the planner's horizon (a session whose actuator gain is out
+        of range plans fewer steps: the artifact's `plan_horizon`)."""
+        terms = CostTerms.build(session.cost, len(plan), rt.feature_dim)
+        _, states = sim.rollout(obs, np.zeros(1), np.zeros(1), plan[None], terms)  # (1, H', O)
+        pad = lambda v: np.pad(v, (0, horizon - len(v)), constant_values=np.nan)  # noqa: E731
+        out[f"{key}predicted"].append(pad(session.predict(obs, plan)[0][:, VELOCITY]))  # the plan, through the model
+        out[f"{key}simulated"].append(pad(states[0, :, VELOCITY]))
 
     def act(obs: np.ndarray) -> np.ndarray:
         _, res = session.step(obs, transition=pending.pop() if pending else None)
@@ -90,8 +94,8 @@ def main() -> None:
         for key in ("", "ceiling ") if args.ceiling else ("",):
             plans = row.setdefault("ceiling plans" if key else "own plans", {})
             for a, b in STRETCHES:
-                plans[f"steps {a + 1}-{b}"] = {"predicted": float(r[f"{key}predicted"][:, a:b].mean()),
-                                               "simulated": float(r[f"{key}simulated"][:, a:b].mean())}
+                plans[f"steps {a + 1}-{b}"] = {"predicted": float(np.nanmean(r[f"{key}predicted"][:, a:b])),
+                                               "simulated": float(np.nanmean(r[f"{key}simulated"][:, a:b]))}
             print(f"  {'perfect-model' if key else 'its own'} plans' velocity (m/s), predicted / simulated: "
                   + ", ".join(f"{k} {v['predicted']:.2f} / {v['simulated']:.2f}" for k, v in plans.items()),
                   flush=True)
