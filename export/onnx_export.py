@@ -70,8 +70,7 @@ def export_checkpoint(ckpt_path: Path, out: Path, cfg: ExportConfig, data_path: 
     model = ckpt.model()
     if cfg.member >= 0:  # one member of an ensemble, as a plain model with the shared encoder and head
         model = model.member_model(cfg.member).eval()
-        ckpt = Checkpoint.of(model, **{f.name: getattr(ckpt, f.name) for f in dataclasses.fields(Checkpoint)
-                                       if f.name not in ("args", "state_dict")})
+        ckpt = dataclasses.replace(ckpt, **model.checkpoint())
     horizons = export_horizons(cfg.horizons, default_gain(ckpt.family_info)) if gain_horizon else cfg.horizons
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, GraphSpec] = {}

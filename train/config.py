@@ -10,6 +10,7 @@ from mbmrl.runtime.planner import PlannerConfig, parse_planner
 
 # random-action episodes of the first round (`random_actions` in train/data.py)
 RANDOM_POLICIES = ("mixed", "uniform")
+FEATURE_ACTIVATIONS = ("tanh", "linear")  # `--feature-activation`; `ModelArgs.feature_activation` checks the same
 
 
 def _h(text: str):
@@ -126,8 +127,9 @@ class TrainConfig:
                              f"--ensemble {self.ensemble}, got {self.mpc_member}")
         if self.mlp_depth < 2:
             raise ValueError(f"--mlp-depth must be >= 2 hidden layers, got {self.mlp_depth}")
-        if self.feature_activation not in ("tanh", "linear"):
-            raise ValueError(f"--feature-activation must be 'tanh' or 'linear', got {self.feature_activation!r}")
+        if self.feature_activation not in FEATURE_ACTIVATIONS:
+            raise ValueError(f"--feature-activation must be one of {FEATURE_ACTIVATIONS}, "
+                             f"got {self.feature_activation!r}")
         if self.random_policy not in RANDOM_POLICIES:
             raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
         if self.mpc_engine not in ("torch", "onnx"):

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import FEATURE_ACTIVATIONS
+
 ENCODER_CLIP = 3.0  # normalized units; in-range inputs pass almost unchanged (1.0 -> 0.98)
 
 
@@ -56,7 +58,7 @@ def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_
     module.f3 = nn.Linear(width, feature_dim - 1)  # + a constant 1 = the head's bias
 
 
-FEATURE_ACTIVATIONS = ("tanh", "linear")
+FEATURE_LAYERS = ("fx", "fh", "f2", "fmid", "f3")  # one member's layers, as `add_feature_layers` names them
 
 
 def hidden_to_features(m: FeatureMLP | DynamicsModel, pre: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
@@ -320,17 +322,9 @@ class DynamicsModel(nn.Module):
         if not 0 <= k < self.args.ensemble:
             raise ValueError(f"member must be in [0, {self.args.ensemble}), got {k}")
         plain = DynamicsModel(replace(self.args, ensemble=1))
-        own = {n for n, _ in plain.named_parameters()} | {n for n, _ in plain.named_buffers()}
-        layers = {f"{n}.": f"members.{k - 1}.{n}." for n in ("fx", "fh", "f2", "fmid", "f3")}
-        mine_all, state = self.state_dict(), {}
-        for name in own:
-            source = name
-            if k > 0:
-                for mine, theirs in layers.items():
-                    if name.startswith(mine):
-                        source = theirs + name[len(mine):]
-            state[name] = mine_all[source]
-        plain.load_state_dict(state)
+        plain.load_state_dict({n: v for n, v in self.state_dict().items() if not n.startswith("members.")})
+        for name in FEATURE_LAYERS:  # member 0's are the model's own, copied above
+            getattr(plain, name).load_state_dict(getattr(self.member(k), name).state_dict())
         return plain.to(self.W0.device).train(self.training)
 
     def checkpoint(self) -> dict:
