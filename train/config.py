@@ -58,6 +58,9 @@ class TrainConfig:
     mpc_member: int = field(default=-1, metadata=_h(
         "with --ensemble K: the exploring sessions plan with this member alone (0..K-1; 1/K of the collection "
         "compute), or -1 with every member (trajectory sampling, as the exported artifact plans)"))
+    mpc_thompson: bool = field(default=False, metadata=_h(
+        "with --ensemble K: exploring task i of each round plans with member i mod K alone (Thompson sampling: "
+        "each member is corrected on the states its own plans reach, at 1/K of the whole ensemble's compute)"))
     mpc_engine: str = field(default="torch", metadata=_h(
         "engine the exploring sessions plan on: 'torch' (the model in training) or 'onnx' (the model exported "
         "each round, verified against torch: about 3x faster planning on CPU)"))
@@ -125,6 +128,9 @@ class TrainConfig:
         if not -1 <= self.mpc_member < self.ensemble:
             raise ValueError(f"--mpc-member must be -1 (every member) or a member in [0, {self.ensemble}) of "
                              f"--ensemble {self.ensemble}, got {self.mpc_member}")
+        if self.mpc_thompson and (self.ensemble < 2 or self.mpc_member != -1):
+            raise ValueError("--mpc-thompson needs --ensemble K >= 2 and no --mpc-member (it picks each task's member "
+                             f"itself), got --ensemble {self.ensemble} --mpc-member {self.mpc_member}")
         if self.mlp_depth < 2:
             raise ValueError(f"--mlp-depth must be >= 2 hidden layers, got {self.mlp_depth}")
         if self.feature_activation not in FEATURE_ACTIVATIONS:

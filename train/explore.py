@@ -59,7 +59,7 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
                 progress: bool = True, engine: str = "torch", workdir: Path | None = None,
-                workers: int = 1, member: int = -1) -> tuple[Segments, np.ndarray]:
+                workers: int = 1, member: int = -1, thompson: bool = False) -> tuple[Segments, np.ndarray]:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
     and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first), and each episode's
     return (n_tasks * episodes_per_task,), exploration noise included: the run's learning curve.
@@ -67,15 +67,20 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
     `facts` are the run's checkpoint facts (`Checkpoint` fields besides the weights). With `workers` > 1 tasks
     fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
     generator, seeded from `rng` up front, so the data do not depend on `workers`. An ensemble flies on all its
-    members (`member` -1) or on member `member` alone.
+    members (`member` -1) or on member `member` alone; with `thompson` task i flies member i mod K alone.
     """
     was_training = model.training
     model.eval()
-    rt = exploration_runtime(model if member < 0 else model.member_model(member), facts, engine, workdir)
+    if thompson:
+        K = model.args.ensemble
+        rts = [exploration_runtime(model.member_model(k), facts, engine, None if workdir is None
+                                   else workdir / f"member{k}") for k in range(min(K, n_tasks))]
+    else:
+        rts = [exploration_runtime(model if member < 0 else model.member_model(member), facts, engine, workdir)]
     task_rngs = [np.random.default_rng(int(rng.integers(2**63))) for _ in range(n_tasks)]
 
     def fly(i: int) -> list[tuple[dict, list[float]]]:
-        task_rng = task_rngs[i]
+        task_rng, rt = task_rngs[i], rts[i % len(rts)]
         p = sample_params(family.train, task_rng)
         env = family.make_env(p, family.eval_start)
         out = []

@@ -146,6 +146,30 @@ def test_exploration_can_fly_one_member_of_the_ensemble(ensemble_artifact):
     assert model.training and model.args.ensemble == K
 
 
+def test_thompson_exploration_flies_task_i_with_member_i_mod_k(ensemble_artifact):
+    """`--mpc-thompson`: each exploring task plans with one member in turn, so each member's own plans are
+    corrected by the data; a task's episode is exactly what that member alone collects on it."""
+    ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
+    model = ckpt.model().train()
+    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+
+    def fly(**kw):
+        segs = collect_mpc(model, facts, get_family("pendulum"), n_tasks=K + 1, episodes_per_task=1, seg_len=50,
+                           noise=0.1, rng=np.random.default_rng(0), first_task_id=0, progress=False, **kw)[0]
+        return [segs.actions[segs.task_ids == i] for i in range(K + 1)]  # each task's segments
+
+    thompson = fly(thompson=True)
+    alone = [fly(member=k) for k in range(K)]
+    for i, actions in enumerate(thompson):
+        np.testing.assert_array_equal(actions, alone[i % K][i])
+    assert np.abs(thompson[1] - alone[0][1]).max() > 1e-3
+    assert model.training
+    with pytest.raises(ValueError, match="mpc-thompson"):
+        TrainConfig(ensemble=1, mpc_thompson=True)
+    with pytest.raises(ValueError, match="mpc-thompson"):
+        TrainConfig(ensemble=2, mpc_member=0, mpc_thompson=True)
+
+
 def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
     n = quantize_graph(ensemble_artifact / "rollout.onnx", tmp_path / "q.onnx", ("f2",))
     assert n == K * 15  # one f2 per member and step
