@@ -113,7 +113,10 @@ def manifest_for(model: DynamicsModel, ckpt: Checkpoint, horizons: tuple[int, ..
         gaussian_head=bool(ckpt.config.get("gaussian_nll")), ensemble=model.args.ensemble, oracle=oracle,
         reference=reference_layout(fam),
         periodic_obs={int(k): float(v) for k, v in fam.get("periodic_obs", {}).items()},
-        default_guard=default_guard(fam), default_gain=default_gain(fam),
+        # an ensemble's sessions start without the family's gain adaptation: narrowing the actions to the bounds / g
+        # leaves the members' saturated-action gaits, where they disagree (docs/cadm.md, "Every member explores in
+        # turn"); a session can still ask for it
+        default_guard=default_guard(fam), default_gain=default_gain(fam) if model.args.ensemble == 1 else {},
         provenance={"task_family": fam["name"], "param_ranges": fam["param_ranges"], "seed": ckpt.config["seed"],
                     "train_config": ckpt.config},
     )

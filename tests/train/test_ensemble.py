@@ -15,7 +15,8 @@ from mbmrl.export.config import ExportConfig
 from mbmrl.export.int8 import quantize_graph
 from mbmrl.export.onnx_export import export_checkpoint, export_run
 from mbmrl.runtime import CostTerms, load
-from mbmrl.train.checkpoint import Checkpoint
+from mbmrl.runtime.session import Session
+from mbmrl.train.checkpoint import Checkpoint, manifest_for
 from mbmrl.train.config import TrainConfig
 from mbmrl.train.explore import collect_mpc
 from mbmrl.train.families import get_family
@@ -168,6 +169,18 @@ def test_thompson_exploration_flies_task_i_with_member_i_mod_k(ensemble_artifact
         TrainConfig(ensemble=1, mpc_thompson=True)
     with pytest.raises(ValueError, match="mpc-thompson"):
         TrainConfig(ensemble=2, mpc_member=0, mpc_thompson=True)
+
+
+def test_an_ensemble_starts_its_sessions_without_the_familys_actuator_gain(ensemble_artifact):
+    """The half-cheetah's default gain adaptation hurts ensembles (docs/cadm.md): their manifest leaves it off, a
+    single member exported alone keeps it, and a session that asks for the gain still gets it."""
+    ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
+    fam = {**ckpt.family_info, "default_gain": {"max_gain": 2.5}}
+    ckpt = dataclasses.replace(ckpt, family_info=fam)
+    model = ckpt.model()
+    assert manifest_for(model, ckpt).default_gain == {}
+    assert manifest_for(model.member_model(0), ckpt).default_gain == {"max_gain": 2.5}
+    assert Session(load(ensemble_artifact), "none", gain=True).gain is not None
 
 
 def test_int8_quantizes_every_members_layer(ensemble_artifact, tmp_path):
