@@ -34,6 +34,10 @@ class Checkpoint:
         ck = model.checkpoint()
         return cls(ck["args"], {k: v.detach().cpu() for k, v in ck["state_dict"].items()}, **facts)
 
+    def facts(self) -> dict[str, Any]:
+        """The run's facts besides the weights (what `Checkpoint.of` and `collect_mpc` take)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("args", "state_dict")}
+
     def save(self, path: str | Path) -> None:
         """Write with torch.save (a plain dict, readable without mbmrl)."""
         torch.save(dataclasses.asdict(self), path)

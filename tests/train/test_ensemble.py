@@ -135,7 +135,7 @@ def test_exploration_can_fly_one_member_of_the_ensemble(ensemble_artifact):
     are those its plain model collects, not the whole ensemble's; the model in training is handed back as it was."""
     ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
     model = ckpt.model().train()
-    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+    facts = ckpt.facts()
 
     def fly(m, member):
         return collect_mpc(m, facts, get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50, noise=0.1,
@@ -152,7 +152,7 @@ def test_thompson_exploration_flies_task_i_with_member_i_mod_k(ensemble_artifact
     corrected by the data; a task's episode is exactly what that member alone collects on it."""
     ckpt = Checkpoint.load(ensemble_artifact / "model.pt")
     model = ckpt.model().train()
-    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+    facts = ckpt.facts()
 
     def fly(**kw):
         segs = collect_mpc(model, facts, get_family("pendulum"), n_tasks=K + 1, episodes_per_task=1, seg_len=50,

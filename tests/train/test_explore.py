@@ -1,6 +1,5 @@
 """Model-based exploration: MPC with the model in training collects on-policy segments of new tasks."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +13,7 @@ from mbmrl.train.families import get_family
 def test_mpc_rounds_collect_bounded_reproducible_segments_of_new_tasks(tiny_run):
     ckpt = Checkpoint.load(tiny_run / "model.pt")
     model = ckpt.model().train()
-    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+    facts = ckpt.facts()
     fam = get_family("pendulum")
 
     def run(workers=1):
@@ -48,7 +47,7 @@ def test_exploring_on_the_exported_model_flies_as_the_torch_model_does(tiny_run,
     """`--mpc-engine onnx` exports the model in training each round: the same plans, to float tolerance."""
     ckpt = Checkpoint.load(tiny_run / "model.pt")
     model = ckpt.model().train()
-    facts = {k: v for k, v in dataclasses.asdict(ckpt).items() if k not in ("args", "state_dict")}
+    facts = ckpt.facts()
     runs = {engine: collect_mpc(model, facts, get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50,
                                 noise=0.1, rng=np.random.default_rng(0), first_task_id=0, progress=False,
                                 engine=engine, workdir=tmp_path / "explore")[0]
