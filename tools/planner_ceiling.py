@@ -2,11 +2,15 @@
 
     python tools/planner_ceiling.py ARTIFACT [--split moderate|default] [--planner horizon=30,iterations=2]
         [--cost '{"reward_weight": 1}'] [--steps 1000] [--seeds 1] [--max-tasks N] [--json out.json] [--posture]
+        [--model-params '{"mass_scale": 1, "damping_scale": 1}']
 
 The artifact gives the family, the default cost and planner (a session's settings); the sessions plan with
 `mbmrl.train.ceiling.SimulatorDynamics` — every sampled sequence simulated in MuJoCo under the task's own
 physics — so the returns say what this planner reaches with a perfect model. Compare with `mbmrl eval` of the
 same artifact and planner: the gap is the model's, the rest the planner's.
+
+`--model-params` plans with a simulator of *fixed* physics (e.g. the training range's centre) while the plant is
+each task's own: a perfect model of the wrong physics, the ceiling of a model that does not adapt.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     ap.add_argument("--max-tasks", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
     ap.add_argument("--json", default="")
+    ap.add_argument("--model-params", default="",
+                    help="plan with the simulator at these physics (JSON object) instead of each task's own")
     ap.add_argument("--posture", action="store_true",
                     help="half-cheetahs: also how much of each episode is upright / on its back, and its velocity")
     args = ap.parse_args()
@@ -55,16 +61,21 @@ def main() -> None:
     tasks = tasks[: args.max_tasks or None]
     planner, cost = parse_planner(args.planner), (json.loads(args.cost) if args.cost else None)
     steps = args.steps or family.episode_steps
+    model_params = json.loads(args.model_params) if args.model_params else None
     rows = []
     for split, params in tasks:
         for seed in range(args.seeds):
             t0 = time.time()
             env = family.make_env(params, family.eval_start)  # the simulator reads its model, with its own data
-            session = Session(ceiling_runtime(rt, env, args.threads), "none", planner=planner, cost=cost, seed=seed,
-                              gain=False)  # the simulator is the plant: its gain is 1
+            sim = env if model_params is None else family.make_env(model_params, family.eval_start)
+            session = Session(ceiling_runtime(rt, sim, args.threads), "none", planner=planner, cost=cost, seed=seed,
+                              gain=False)  # a perfect model needs no gain; a fixed-physics one gets none
             act, observe = stepping(session)
             ep = run_episode(env, act, steps, seed=seed, observe=observe)
-            rows.append({"split": split, "params": params, "seed": seed, "return": ep.total_reward,
+            for e in {id(env): env, id(sim): sim}.values():
+                e.close()
+            rows.append({"split": split, "params": params, "model_params": model_params or params, "seed": seed,
+                         "return": ep.total_reward,
                          "steps": len(ep.rewards), "seconds": time.time() - t0})
             print(f"{split} {params} seed {seed}: return {ep.total_reward:.1f} over {len(ep.rewards)} steps "
                   f"({rows[-1]['seconds']:.0f} s)", flush=True)
