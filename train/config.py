@@ -52,6 +52,9 @@ class TrainConfig:
         "also save the model after every exploration round's fit as RUN/rounds/roundNN.pt (checkpoints "
         "`mbmrl export` takes), to evaluate the run's models along its learning curve"))
     mpc_noise: float = field(default=0.1, metadata=_h("exploration noise on MPC actions (fraction of half-range)"))
+    mpc_noise_corr: float = field(default=0.0, metadata=_h(
+        "correlation in [0, 1) of the exploration noise from one step to the next (an AR(1) process of the same "
+        "spread; 0 = white noise): held pushes reach states the plans alone never visit"))
     renormalize: bool = field(default=False, metadata=_h(
         "recompute the normalization statistics from all data after each exploration round (CaDM does): "
         "on-policy states far outside the random data's range otherwise saturate the encoder's soft clip"))
@@ -138,6 +141,8 @@ class TrainConfig:
                              f"got {self.feature_activation!r}")
         if self.random_policy not in RANDOM_POLICIES:
             raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
+        if not 0.0 <= self.mpc_noise_corr < 1.0:
+            raise ValueError(f"--mpc-noise-corr must be in [0, 1), got {self.mpc_noise_corr}")
         if self.mpc_engine not in ("torch", "onnx"):
             raise ValueError(f"--mpc-engine must be 'torch' or 'onnx', got {self.mpc_engine!r}")
         if self.data and not self.init:

@@ -26,14 +26,23 @@ from .model import DynamicsModel
 from .torch_dynamics import torch_runtime
 
 
-def mpc_episode(session: Session, env, steps: int, noise: float, rng: np.random.Generator, seed: int) -> Episode:
-    """One MPC episode with the adapting session; `noise` (fraction of the half-range) perturbs each action."""
+def mpc_episode(session: Session, env, steps: int, noise: float, rng: np.random.Generator, seed: int,
+                corr: float = 0.0) -> Episode:
+    """One MPC episode with the adapting session; `noise` (fraction of the half-range) perturbs each action.
+
+    `corr` in [0, 1) makes the perturbation an AR(1) process, e_t = corr e_{t-1} + sqrt(1 - corr^2) xi_t, with the
+    same spread as white noise (corr 0, the same draws): a push held for about 1 / (1 - corr) steps moves the body
+    where white noise averages out, so the data reach states the plans alone never visit."""
     low, high = session.rt.action_low, session.rt.action_high
     half = (high - low) / 2
+    e: np.ndarray | None = None  # the perturbation's state; the first step draws it at its stationary spread
 
     def act(obs: np.ndarray) -> np.ndarray:
+        nonlocal e
         a = session.act(obs).action
-        return np.clip(a + noise * half * rng.standard_normal(len(low)), low, high).astype(np.float32)
+        xi = rng.standard_normal(len(low))
+        e = xi if corr == 0.0 or e is None else corr * e + np.sqrt(1.0 - corr * corr) * xi
+        return np.clip(a + noise * half * e, low, high).astype(np.float32)
 
     return run_episode(env, act, steps, seed=seed, observe=session.observe)
 
@@ -59,7 +68,8 @@ def exploration_runtime(model: DynamicsModel, facts: dict, engine: str, workdir:
 def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: int, episodes_per_task: int,
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
                 progress: bool = True, engine: str = "torch", workdir: Path | None = None,
-                workers: int = 1, member: int = -1, thompson: bool = False) -> tuple[Segments, np.ndarray]:
+                workers: int = 1, member: int = -1, thompson: bool = False,
+                noise_corr: float = 0.0) -> tuple[Segments, np.ndarray]:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
     and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first), and each episode's
     return (n_tasks * episodes_per_task,), exploration noise included: the run's learning curve.
@@ -68,6 +78,7 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
     fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
     generator, seeded from `rng` up front, so the data do not depend on `workers`. An ensemble flies on all its
     members (`member` -1) or on member `member` alone; with `thompson` task i flies member i mod K alone.
+    `noise_corr` correlates the exploration noise in time (`mpc_episode`).
     """
     was_training = model.training
     model.eval()
@@ -89,7 +100,8 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
             # physics), and no actuator-gain adaptation (a test-physics default too): the data a schedule collects
             # stay those of the runs docs/cadm.md reports
             session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)), guard=GuardConfig(), gain=False)
-            ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)))
+            ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)),
+                             corr=noise_corr)
             out.append((ep.arrays(), [p[k] for k in family.param_names]))
         env.close()
         return out

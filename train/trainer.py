@@ -408,7 +408,8 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
         flown = collect_mpc(model, facts, family, cfg.mpc_tasks, 1, cfg.seq_len, cfg.mpc_noise, explore_rng,
                           first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress,
                           engine=cfg.mpc_engine, workdir=out / "explore", workers=cfg.collect_envs,
-                          member=cfg.mpc_member if cfg.ensemble > 1 else -1, thompson=cfg.mpc_thompson) \
+                          member=cfg.mpc_member if cfg.ensemble > 1 else -1, thompson=cfg.mpc_thompson,
+                          noise_corr=cfg.mpc_noise_corr) \
             if dist.is_main() else None
         new, returns = dist.broadcast_from_main(flown)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])

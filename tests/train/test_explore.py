@@ -132,3 +132,29 @@ def test_objective_weights_weigh_the_outputs_the_planning_cost_reads():
     pendulum = get_family("pendulum").default_cost  # quadratic cost on the state plus the learned reward
     w = objective_weights(pendulum, 1.0)
     assert np.array_equal(w > w.min(), np.append(np.asarray(pendulum.q) != 0, pendulum.reward_weight != 0))
+
+
+def test_correlated_exploration_noise_holds_its_pushes_at_the_same_spread():
+    """`--mpc-noise-corr`: the perturbation on the plan is an AR(1) process of white noise's spread; 0 is white."""
+    from types import SimpleNamespace
+
+    from mbmrl.train.explore import mpc_episode
+
+    fam = get_family("pendulum")
+    low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+    still = SimpleNamespace(rt=SimpleNamespace(action_low=low, action_high=high),  # plans 0: the actions are the noise
+                            act=lambda obs: SimpleNamespace(action=np.zeros(1, np.float32)), observe=None)
+
+    def pushes(corr):
+        env = fam.make_env({"mass": 1.0, "length": 1.0}, fam.eval_start)
+        ep = mpc_episode(still, env, 200, 0.1, np.random.default_rng(3), seed=0, corr=corr)  # type: ignore[arg-type]
+        env.close()
+        return ep.actions[:, 0] / 0.2  # in units of the noise's spread (0.1 of the half-range 2)
+
+    white, held = pushes(0.0), pushes(0.9)
+    lag1 = lambda x: float(np.corrcoef(x[:-1], x[1:])[0, 1])  # noqa: E731
+    assert abs(lag1(white)) < 0.2 and lag1(held) > 0.75
+    assert 0.7 < white.std() < 1.3 and 0.5 < held.std() < 1.5  # the same spread (200 correlated steps: wider band)
+    np.testing.assert_allclose(white, np.random.default_rng(3).standard_normal(200), rtol=1e-5)  # corr 0: the old draws
+    with pytest.raises(ValueError, match="mpc-noise-corr"):
+        TrainConfig(mpc_noise_corr=1.0)
