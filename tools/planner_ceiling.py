@@ -2,7 +2,7 @@
 
     python tools/planner_ceiling.py ARTIFACT [--split moderate|default] [--planner horizon=30,iterations=2]
         [--cost '{"reward_weight": 1}'] [--steps 1000] [--seeds 1] [--max-tasks N] [--json out.json] [--posture]
-        [--model-params '{"mass_scale": 1, "damping_scale": 1}']
+        [--model-params '{"mass_scale": 1, "damping_scale": 1}' [--model-gain G]]
 
 The artifact gives the family, the default cost and planner (a session's settings); the sessions plan with
 `mbmrl.train.ceiling.SimulatorDynamics` — every sampled sequence simulated in MuJoCo under the task's own
@@ -10,7 +10,8 @@ physics — so the returns say what this planner reaches with a perfect model. C
 same artifact and planner: the gap is the model's, the rest the planner's.
 
 `--model-params` plans with a simulator of *fixed* physics (e.g. the training range's centre) while the plant is
-each task's own: a perfect model of the wrong physics, the ceiling of a model that does not adapt.
+each task's own: a perfect model of the wrong physics, the ceiling of a model that does not adapt. `--model-gain G`
+drives that simulator with the planned actions / G: the ceiling of a nominal model with the actuator gain G.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--json", default="")
     ap.add_argument("--model-params", default="",
                     help="plan with the simulator at these physics (JSON object) instead of each task's own")
+    ap.add_argument("--model-gain", type=float, default=1.0,
+                    help="the planning simulator receives the planned actions / this (with --model-params at the "
+                         "nominal physics: a perfect model that knows the heavy cheetah's actuator gain)")
     ap.add_argument("--posture", action="store_true",
                     help="half-cheetahs: also how much of each episode is upright / on its back, and its velocity")
     args = ap.parse_args()
@@ -68,13 +72,15 @@ def main() -> None:
             t0 = time.time()
             env = family.make_env(params, family.eval_start)  # the simulator reads its model, with its own data
             sim = env if model_params is None else family.make_env(model_params, family.eval_start)
-            session = Session(ceiling_runtime(rt, sim, args.threads), "none", planner=planner, cost=cost, seed=seed,
-                              gain=False)  # a perfect model needs no gain; a fixed-physics one gets none
+            engine = ceiling_runtime(rt, sim, args.threads, 1.0 / args.model_gain)
+            session = Session(engine, "none", planner=planner, cost=cost, seed=seed,
+                              gain=False)  # no estimate: a perfect model needs none, a fixed one has --model-gain
             act, observe = stepping(session)
             ep = run_episode(env, act, steps, seed=seed, observe=observe)
             for e in {id(env): env, id(sim): sim}.values():
                 e.close()
-            rows.append({"split": split, "params": params, "model_params": model_params or params, "seed": seed,
+            rows.append({"split": split, "params": params, "model_params": model_params or params,
+                         "model_gain": args.model_gain, "seed": seed,
                          "return": ep.total_reward,
                          "steps": len(ep.rewards), "seconds": time.time() - t0})
             print(f"{split} {params} seed {seed}: return {ep.total_reward:.1f} over {len(ep.rewards)} steps "

@@ -40,7 +40,10 @@ class SimulatorDynamics:
 
     horizons: list[int] | None = None  # any horizon
 
-    def __init__(self, env: gym.Env, hidden_size: int, feature_dim: int, threads: int = 1):
+    def __init__(self, env: gym.Env, hidden_size: int, feature_dim: int, threads: int = 1, action_scale: float = 1.0):
+        """`action_scale`: MuJoCo receives the planned actions times this (the control cost stays on the planned
+        ones): a heavy cheetah is the nominal one with its torques divided by its mass, so the nominal simulator
+        with 1 / g is a perfect model that has estimated the actuator gain g (`runtime/gain.py`)."""
         base = env.unwrapped
         if not isinstance(getattr(base, "model", None), mujoco.MjModel):
             raise ValueError(f"{type(base).__name__} is not a MuJoCo env: the planner ceiling simulates MuJoCo models")
@@ -54,6 +57,7 @@ class SimulatorDynamics:
                              f"with k = 1 or 2 positions left out; this one has {obs_dim} entries for nq={nq}, "
                              f"nv={nv}")
         self.mask = action_mask(env)
+        self.action_scale = float(action_scale)
         self.forward_weight = float(getattr(base, "_forward_reward_weight", 1.0))
         self.ctrl_weight = float(getattr(base, "_ctrl_cost_weight", 0.0))
         self.healthy_reward = float(getattr(base, "_healthy_reward", 0.0))
@@ -85,7 +89,7 @@ class SimulatorDynamics:
         """Simulate N action sequences (N, H, A) from `obs` and cost them: costs (N,), states (N, H, O)."""
         n, horizon, _ = actions.shape
         a = np.clip(actions.astype(np.float64), -1.0, 1.0) * (1.0 if self.mask is None else self.mask)  # (N, H, A)
-        control = np.repeat(a, self.frame_skip, axis=1)  # (N, H * frame_skip, A)
+        control = np.repeat(a * self.action_scale, self.frame_skip, axis=1)  # (N, H * frame_skip, A)
         out, _ = mj_rollout.rollout(self.model, self.datas, self.state_of(np.asarray(obs, np.float64).reshape(-1)),
                                     control)
         nq = self.model.nq
@@ -104,8 +108,9 @@ class SimulatorDynamics:
         return cost.astype(np.float32), states
 
 
-def ceiling_runtime(rt: Runtime, env: gym.Env, threads: int = 1) -> Runtime:
-    """`rt` with the simulator of `env` as its engine and only the `none` mode: sessions plan with a perfect model."""
+def ceiling_runtime(rt: Runtime, env: gym.Env, threads: int = 1, action_scale: float = 1.0) -> Runtime:
+    """`rt` with the simulator of `env` as its engine and only the `none` mode: sessions plan with a perfect model
+    (of `env`'s physics, driven by the planned actions times `action_scale`)."""
     manifest = dataclasses.replace(rt.manifest, modes={"none": ModeSpec()}, default_mode="none")
-    engine = SimulatorDynamics(env, rt.manifest.hidden_size, rt.feature_dim, threads)
+    engine = SimulatorDynamics(env, rt.manifest.hidden_size, rt.feature_dim, threads, action_scale)
     return Runtime(manifest, rt.params, engine, rt.path)  # type: ignore[arg-type]

@@ -49,3 +49,21 @@ def test_simulated_rollouts_are_the_envs_own_steps_and_costs(name, params):
 def test_only_mujoco_envs_have_a_simulator_to_plan_with():
     with pytest.raises(ValueError, match="MuJoCo"):
         SimulatorDynamics(get_family("pendulum").make_env({"mass": 1.0, "length": 1.0}, "default"), 4, 4)
+
+
+def test_an_action_scale_drives_the_simulator_with_scaled_actions_and_costs_the_planned_ones():
+    """`action_scale` (`tools/planner_ceiling.py --model-gain`): MuJoCo gets the plan times the scale, the control
+    cost stays the plan's own."""
+    fam = get_family("halfcheetah")
+    params = {"mass_scale": 1.0, "damping_scale": 1.0}
+    obs, _ = fam.make_env(params, "default").reset(seed=0)
+    plain = SimulatorDynamics(fam.make_env(params, "default"), hidden_size=4, feature_dim=4)
+    half = SimulatorDynamics(fam.make_env(params, "default"), hidden_size=4, feature_dim=4, action_scale=0.5)
+    actions = np.random.default_rng(1).uniform(-1, 1, (2, 8, 6)).astype(np.float32)
+    terms = CostTerms.build(Cost.from_dict(fam.default_cost.to_dict(), len(obs), 6), 8, 4)
+    c_half, s_half = half.rollout(obs, np.zeros(4), np.zeros((4, 5)), actions, terms)
+    c_plain, s_plain = plain.rollout(obs, np.zeros(4), np.zeros((4, 5)), 0.5 * actions, terms)
+    np.testing.assert_allclose(s_half, s_plain, atol=1e-6)  # the same motion as half the actions
+    ctrl = 0.1 * (actions ** 2).sum((1, 2))  # halfcheetah's control cost, on the planned actions
+    np.testing.assert_allclose(c_half - c_plain, ctrl - ctrl / 4, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(s_half, plain.rollout(obs, np.zeros(4), np.zeros((4, 5)), actions, terms)[1])
