@@ -66,6 +66,8 @@ def main() -> None:
     planner, cost = parse_planner(args.planner), (json.loads(args.cost) if args.cost else None)
     steps = args.steps or family.episode_steps
     model_params = json.loads(args.model_params) if args.model_params else None
+    if args.model_gain <= 0:
+        ap.error(f"--model-gain must be > 0 (the planned actions are divided by it), got {args.model_gain}")
     rows = []
     for split, params in tasks:
         for seed in range(args.seeds):
@@ -77,11 +79,11 @@ def main() -> None:
                               gain=False)  # no estimate: a perfect model needs none, a fixed one has --model-gain
             act, observe = stepping(session)
             ep = run_episode(env, act, steps, seed=seed, observe=observe)
-            for e in {id(env): env, id(sim): sim}.values():
-                e.close()
-            rows.append({"split": split, "params": params, "model_params": model_params or params,
-                         "model_gain": args.model_gain, "seed": seed,
-                         "return": ep.total_reward,
+            env.close()
+            if sim is not env:
+                sim.close()
+            rows.append({"split": split, "params": params, "model_params": params if sim is env else model_params,
+                         "model_gain": args.model_gain, "seed": seed, "return": ep.total_reward,
                          "steps": len(ep.rewards), "seconds": time.time() - t0})
             print(f"{split} {params} seed {seed}: return {ep.total_reward:.1f} over {len(ep.rewards)} steps "
                   f"({rows[-1]['seconds']:.0f} s)", flush=True)

@@ -36,12 +36,13 @@ def mpc_episode(session: Session, env, steps: int, noise: float, rng: np.random.
     low, high = session.rt.action_low, session.rt.action_high
     half = (high - low) / 2
     e: np.ndarray | None = None  # the perturbation's state; the first step draws it at its stationary spread
+    innovation = np.sqrt(1.0 - corr * corr)  # keeps the AR(1) process at white noise's spread
 
     def act(obs: np.ndarray) -> np.ndarray:
         nonlocal e
         a = session.act(obs).action
         xi = rng.standard_normal(len(low))
-        e = xi if corr == 0.0 or e is None else corr * e + np.sqrt(1.0 - corr * corr) * xi
+        e = xi if corr == 0.0 or e is None else corr * e + innovation * xi
         return np.clip(a + noise * half * e, low, high).astype(np.float32)
 
     return run_episode(env, act, steps, seed=seed, observe=session.observe)
