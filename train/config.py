@@ -83,6 +83,10 @@ class TrainConfig:
         "(trajectory sampling, K x the rollout compute) and averages the costs"))
     planner: str = field(default="", metadata=_h(
         "planner defaults the artifact ships, over the family's, e.g. 'samples=128' (the edge profile)"))
+    cost: str = field(default="", metadata=_h(
+        "planning-cost overrides over the family's, as a JSON object (as `mbmrl eval --cost`): the exploring "
+        "sessions plan with it and the artifact ships it, e.g. a half-cheetah's upright term "
+        "'{\"q\": [0, 1, 0, ...]}' (17 entries)"))
     # optimization
     iters: int = field(default=2500, metadata=_h("meta-training iterations"))
     batch_size: int = field(default=64, metadata=_h("segments (tasks) per batch, split evenly across torchrun ranks"))
@@ -120,6 +124,8 @@ class TrainConfig:
 
     def __post_init__(self):
         PlannerConfig().replace(**parse_planner(self.planner))  # a clear error now, not after training
+        if self.cost:
+            cost_overrides(self.cost)  # a JSON object (its dimensions are checked against the family in `train`)
         if self.protocol not in PROTOCOLS and self.protocol != "":
             raise ValueError(f"--protocol must be one of {sorted(PROTOCOLS)} (or empty), got {self.protocol!r}")
         if self.mpc_lr < 0:
@@ -179,3 +185,16 @@ def load_run_config(run: str | Path, drop: tuple[str, ...] = ()) -> TrainConfig:
         raise FileNotFoundError(f"{run}: no config.json; pass a run directory written by `mbmrl train`")
     known = {f.name for f in fields(TrainConfig)} - set(drop)
     return TrainConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+
+def cost_overrides(text: str) -> dict:
+    """`--cost`'s JSON object (empty: none), or a clear error."""
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--cost must be a JSON object of cost fields, e.g. '{{\"q\": [...]}}': {e}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"--cost must be a JSON object of cost fields, got {text!r}")
+    return d

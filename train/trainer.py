@@ -25,7 +25,7 @@ from tqdm.auto import trange
 from . import distributed as dist
 from . import losses as L
 from .checkpoint import Checkpoint
-from .config import TrainConfig, load_run_config, with_protocol
+from .config import TrainConfig, cost_overrides, load_run_config, with_protocol
 from .data import Segments, collect_random, collect_random_vector
 from .explore import collect_mpc
 from .families import CostSpec, TaskFamily, box_bounds, get_family, sample_params
@@ -345,6 +345,8 @@ def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:
         cfg = fine_tune_config(cfg)
     cfg = with_protocol(cfg)
     family = family or get_family(cfg.family)
+    if cfg.cost:  # the run's planning cost: the exploring sessions' and the artifact's default
+        family = dataclasses.replace(family, default_cost=family.default_cost.merged(cost_overrides(cfg.cost)))
     with dist.process_group(resolve_device(cfg.device)) as device:
         return _train(cfg, family, device)
 

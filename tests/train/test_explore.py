@@ -1,5 +1,6 @@
 """Model-based exploration: MPC with the model in training collects on-policy segments of new tasks."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -158,3 +159,40 @@ def test_correlated_exploration_noise_holds_its_pushes_at_the_same_spread():
     np.testing.assert_allclose(white, np.random.default_rng(3).standard_normal(200), rtol=1e-5)  # corr 0: the old draws
     with pytest.raises(ValueError, match="mpc-noise-corr"):
         TrainConfig(mpc_noise_corr=1.0)
+
+
+def test_a_run_cost_override_is_what_the_exploring_sessions_and_the_artifact_plan_with(tmp_path):
+    """`mbmrl train --cost`: the family's planning cost with some fields replaced (a half-cheetah's upright term)
+    is the exploring artifact's and the run's default cost; a malformed override fails before any collection."""
+    from mbmrl.runtime.loader import load
+    from mbmrl.train.trainer import train
+
+    q = [0.0] * 3
+    q[1] = 0.7
+    cfg = TrainConfig(family="pendulum", out=str(tmp_path / "run"), n_tasks=2, episodes_per_task=1, seq_len=50,
+                      mpc_rounds=1, mpc_tasks=1, iters=5, mpc_iters=5, hidden_size=8, feature_dim=8, mlp_width=32,
+                      batch_size=8, oracle=False, progress=False, tensorboard=False, mpc_engine="onnx",
+                      cost=json.dumps({"q": q}))
+    run = train(cfg)
+    family = get_family("pendulum").default_cost
+    explore = load(run / "explore" / "artifact").default_cost
+    assert explore.q.tolist() == pytest.approx(q) and explore.r.tolist() == pytest.approx(list(family.r))
+    assert Checkpoint.load(run / "model.pt").family_info["default_cost"]["q"] == pytest.approx(q)
+    with pytest.raises(ValueError, match="JSON object"):
+        TrainConfig(cost="[1, 2]")
+    with pytest.raises(ValueError, match="cost.q must have 3 entries"):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "bad"), cost='{"q": [1.0]}'))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_family_cost_merges_checked_overrides():
+    cheetah = get_family("halfcheetah").default_cost
+    q = [0.0] * 17
+    q[1] = 1.0
+    upright = cheetah.merged({"q": q})
+    assert upright.q == tuple(q) and upright.reward_linear == cheetah.reward_linear
+    assert upright.reward_source == "known" and upright.reward_r == cheetah.reward_r
+    with pytest.raises(ValueError, match="keys from"):
+        cheetah.merged({"linear": [0.0] * 17})
+    with pytest.raises(ValueError, match="uncertainty_weight must be >= 0"):
+        cheetah.merged({"uncertainty_weight": -1.0})

@@ -98,6 +98,28 @@ class CostSpec:
             d["reward_source"] = self.reward_source
         return d
 
+    def merged(self, overrides: Mapping) -> CostSpec:
+        """This cost with some fields replaced by a JSON object of `to_dict`'s keys (`mbmrl train --cost`),
+        checked as the runtime checks a session's cost (dimensions, signs, finiteness)."""
+        from mbmrl.runtime.cost import Cost
+
+        allowed = {"target", "q", "r", "terminal_weight", "reward_weight", "uncertainty_weight", "reward",
+                   "reward_source"}
+        if not isinstance(overrides, Mapping) or set(overrides) - allowed:
+            raise ValueError(f"a family cost override must be a JSON object with keys from {sorted(allowed)}, got "
+                             f"{sorted(overrides) if isinstance(overrides, Mapping) else overrides!r}")
+        d = {**self.to_dict(), **overrides}
+        c = Cost.from_dict(d, len(self.q), len(self.r))  # raises with the runtime's own message
+        if c.target.ndim != 1:
+            raise ValueError("a family cost override's target must be one observation vector, not a reference")
+        floats = lambda xs: tuple(float(x) for x in xs)  # noqa: E731  (the JSON's own values, not float32's)
+        reward = d.get("reward")
+        return CostSpec(target=floats(d["target"]), q=floats(d["q"]), r=floats(d["r"]),
+                        terminal_weight=c.terminal_weight, reward_weight=c.reward_weight,
+                        uncertainty_weight=c.uncertainty_weight,
+                        reward_linear=None if reward is None else floats(reward["linear"]),
+                        reward_r=None if reward is None else floats(reward["r"]), reward_source=c.reward_source)
+
     @classmethod
     def forward_reward(cls, obs_dim: int, action_dim: int, velocity_index: int, ctrl_cost: float) -> CostSpec:
         """A runner's own reward as the cost (`reward_source` 'known'): obs[velocity_index] - ctrl_cost |a|^2."""
