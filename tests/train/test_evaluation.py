@@ -1,5 +1,6 @@
 """Evaluation data: prediction streams from random actions or from the non-adaptive MPC controller."""
 
+import json
 from functools import partial
 
 import numpy as np
@@ -135,3 +136,19 @@ def test_eval_split_takes_several_names_and_names_the_known_ones(tiny_artifact):
     assert sorted(res["prediction_by_split"]["none"]) == sorted(splits[:2])
     with pytest.raises(ValueError, match=f"no split 'moderat'.*{splits[0]}"):
         evaluate_artifact(EvalConfig(split=f"{splits[0]},moderat", **cfg))
+
+
+def test_eval_cost_overrides_are_checked_against_the_artifact_before_any_work(tiny_artifact):
+    """`mbmrl eval --cost`: empty means the artifact's cost; a non-object or a wrong dimension is refused."""
+    from mbmrl.train.evaluation.command import parse_cost
+
+    rt = load(tiny_artifact)
+    assert parse_cost("", rt) is None
+    q = [0.5] * rt.obs_dim
+    assert parse_cost(json.dumps({"q": q}), rt) == {"q": q}
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_cost("[1, 2]", rt)
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_cost("{q: 1}", rt)
+    with pytest.raises(ValueError, match=f"cost.q must have {rt.obs_dim} entries"):
+        parse_cost('{"q": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]}', rt)

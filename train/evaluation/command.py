@@ -16,6 +16,7 @@ from mbmrl.runtime.model import Runtime
 from mbmrl.runtime.planner import parse_planner
 from mbmrl.runtime.session import Session
 
+from ..config import cost_overrides
 from ..families import TaskFamily, get_family
 from .evaluate import evaluate
 from .protocol import EvalConfig
@@ -73,14 +74,9 @@ def parse_gain(text: str) -> tuple[dict | bool | None, bool]:
 
 def parse_cost(text: str, rt: Runtime) -> dict | None:
     """`--cost`: a JSON object of cost fields, checked against the artifact (a clear error before any work)."""
-    if not text:
+    patch = cost_overrides(text)
+    if not patch:
         return None
-    try:
-        patch = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--cost must be a JSON object of cost fields, e.g. '{{\"r\": [0.01]}}' ({e})") from None
-    if not isinstance(patch, dict):
-        raise ValueError(f"--cost must be a JSON object of cost fields, got {text!r}")
     rt.default_cost.merged(patch, rt.obs_dim, rt.action_dim)
     return patch
 
