@@ -100,7 +100,8 @@ class CostSpec:
 
     def merged(self, overrides: Mapping) -> CostSpec:
         """This cost with some fields replaced by a JSON object of `to_dict`'s keys (`mbmrl train --cost`),
-        checked as the runtime checks a session's cost (dimensions, signs, finiteness)."""
+        checked as the runtime checks a session's cost (`Cost.from_dict`: dimensions, the closed-form reward, the
+        uncertainty weight's sign)."""
         from mbmrl.runtime.cost import Cost
 
         allowed = {"target", "q", "r", "terminal_weight", "reward_weight", "uncertainty_weight", "reward",
