@@ -327,13 +327,14 @@ def recorded_segments(spec: str, seq_len: int, param_names: tuple[str, ...], fir
 
 def fine_tune_config(cfg: TrainConfig) -> TrainConfig:
     """The --init run's own config (model, losses, adaptation settings, family), with this call's budget,
-    output, seed and data: what the fine-tuned model is trained and exported with. No new environment steps:
-    the saved config already holds its protocol's values, so the protocol is dropped (it would refill
-    `mpc_rounds`)."""
+    output, seed and data (and `--cost`, when given): what the fine-tuned model is trained and exported with. No
+    new environment steps: the saved config already holds its protocol's values, so the protocol is dropped (it
+    would refill `mpc_rounds`)."""
     base = load_run_config(cfg.init, drop=("init", "data", "data_repeat"))
     return dataclasses.replace(base, out=cfg.out, iters=cfg.iters, seed=cfg.seed, init=cfg.init, data=cfg.data,
                                data_repeat=cfg.data_repeat, progress=cfg.progress, device=cfg.device,
-                               threads=cfg.threads, mpc_rounds=0, protocol="", oracle=cfg.oracle and not cfg.data)
+                               threads=cfg.threads, mpc_rounds=0, protocol="", oracle=cfg.oracle and not cfg.data,
+                               cost=cfg.cost or base.cost)
 
 
 def train(cfg: TrainConfig, family: TaskFamily | None = None) -> Path:

@@ -60,3 +60,8 @@ def test_fine_tuning_a_protocol_run_collects_nothing_new(tmp_path):
     cfg = with_protocol(fine_tune_config(TrainConfig(init=str(run), iters=7, out=str(tmp_path / "ft"))))
     assert cfg.mpc_rounds == 0 and cfg.iters == 7 and cfg.family == "halfcheetah"
     assert cfg.rollout_steps == saved.rollout_steps and cfg.mpc_iters == saved.mpc_iters
+    # the planning cost: the run's own unless this call gives one (`--cost`)
+    upright = json.dumps({"q": [0.0, 1.0] + [0.0] * 15})
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(saved, cost=upright))))
+    assert fine_tune_config(TrainConfig(init=str(run), out=str(tmp_path / "ft"))).cost == upright
+    assert fine_tune_config(TrainConfig(init=str(run), out=str(tmp_path / "ft"), cost="{}")).cost == "{}"
