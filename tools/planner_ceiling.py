@@ -26,6 +26,7 @@ from mbmrl.runtime.loader import load
 from mbmrl.runtime.planner import parse_planner
 from mbmrl.runtime.session import Session
 from mbmrl.train.ceiling import ceiling_runtime
+from mbmrl.train.config import cost_overrides
 from mbmrl.train.episode import run_episode
 from mbmrl.train.evaluation.evaluate import stepping
 from mbmrl.train.families import get_family
@@ -63,7 +64,7 @@ def main() -> None:
     family = get_family(rt.manifest.family)
     tasks = [("default", {})] if args.split == "default" else family.test_tasks(args.split)
     tasks = tasks[: args.max_tasks or None]
-    planner, cost = parse_planner(args.planner), (json.loads(args.cost) if args.cost else None)
+    planner, cost = parse_planner(args.planner), (cost_overrides(args.cost) or None)
     steps = args.steps or family.episode_steps
     model_params = json.loads(args.model_params) if args.model_params else None
     if args.model_gain <= 0:

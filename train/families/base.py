@@ -102,10 +102,9 @@ class CostSpec:
         """This cost with some fields replaced by a JSON object of `to_dict`'s keys (`mbmrl train --cost`),
         checked as the runtime checks a session's cost (`Cost.from_dict`: dimensions, the closed-form reward, the
         uncertainty weight's sign)."""
-        from mbmrl.runtime.cost import Cost
+        from mbmrl.runtime.cost import FIELDS, Cost
 
-        allowed = {"target", "q", "r", "terminal_weight", "reward_weight", "uncertainty_weight", "reward",
-                   "reward_source"}
+        allowed = set(FIELDS) - {"linear"}  # a CostSpec has no free linear term (only the reward's)
         if not isinstance(overrides, Mapping) or set(overrides) - allowed:
             raise ValueError(f"a family cost override must be a JSON object with keys from {sorted(allowed)}, got "
                              f"{sorted(overrides) if isinstance(overrides, Mapping) else overrides!r}")
