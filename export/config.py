@@ -25,6 +25,11 @@ class ExportConfig:
         "help": "of an --ensemble K run: export member k alone (0..K-1; a plain artifact, 1/K of the rollout "
                 "compute), or -1 for the whole ensemble"})
 
+    def __post_init__(self) -> None:
+        if self.member < -1:
+            raise ValueError(f"--member must be a member index 0..K-1, or -1 for the whole ensemble; got "
+                             f"{self.member}")
+
 
 @dataclass(frozen=True)
 class BenchConfig:

@@ -126,6 +126,8 @@ def test_one_member_exports_as_a_plain_artifact_that_predicts_as_that_member(ens
     assert np.abs(states - members[0]).max() > 1e-3
     with pytest.raises(ValueError, match="member"):
         model.member_model(K)
+    with pytest.raises(ValueError, match="whole ensemble"):
+        ExportConfig(member=-2)  # was read as the whole ensemble
     with pytest.raises(ValueError, match="mpc-member"):
         TrainConfig(ensemble=2, mpc_member=2)
 
