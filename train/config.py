@@ -81,6 +81,10 @@ class TrainConfig:
     ensemble: int = field(default=1, metadata=_h(
         "K feature MLPs sharing the belief encoder and the head; the planner rolls every candidate through each "
         "(trajectory sampling, K x the rollout compute) and averages the costs"))
+    member_heads: bool = field(default=False, metadata=_h(
+        "with --ensemble K: each member owns (feature_dim - 1) / K of the features and so its own rows of the head "
+        "(PETS's independent members; only the encoder and the bias row stay shared), e.g. --ensemble 3 "
+        "--feature-dim 190 gives each member a 63-feature head"))
     planner: str = field(default="", metadata=_h(
         "planner defaults the artifact ships, over the family's, e.g. 'samples=128' (the edge profile)"))
     cost: str = field(default="", metadata=_h(
@@ -140,6 +144,10 @@ class TrainConfig:
         if self.mpc_thompson and (self.ensemble < 2 or self.mpc_member != -1):
             raise ValueError("--mpc-thompson needs --ensemble K >= 2 and no --mpc-member (it picks each task's member "
                              f"itself), got --ensemble {self.ensemble} --mpc-member {self.mpc_member}")
+        if self.member_heads and (self.ensemble < 2 or (self.feature_dim - 1) % self.ensemble):
+            raise ValueError(f"--member-heads needs --ensemble K >= 2 and --feature-dim D with D - 1 divisible by K "
+                             f"(each member owns (D - 1) / K features), got --ensemble {self.ensemble} "
+                             f"--feature-dim {self.feature_dim}")
         if self.mlp_depth < 2:
             raise ValueError(f"--mlp-depth must be >= 2 hidden layers, got {self.mlp_depth}")
         if self.feature_activation not in FEATURE_ACTIVATIONS:

@@ -7,7 +7,9 @@ head algebra (numpy); encoder and features are exported to ONNX as they are here
 An ensemble (`ModelArgs.ensemble` K > 1) has K feature MLPs sharing the encoder and the head: `features` is
 their mean, so `features @ W` is exactly the ensemble's mean one-step prediction (the head is linear) and every
 adaptation mode works unchanged on it, while `rollout_costs` propagates each candidate through every member
-(trajectory sampling, N x K) and averages the costs.
+(trajectory sampling, N x K) and averages the costs. With `member_heads` each member owns a block of the features
+(the others' entries are 0 in its phi), so it owns the head's rows of that block: K independent heads (PETS's
+independent members) in the one (D, P) head the runtime adapts, with no change to the runtime or its graphs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class ModelArgs:
     feature_activation: str = "tanh"
     """phi's activation: 'tanh' (bounded features) or 'linear' (phi @ W is then a plain MLP's linear output layer,
     as in PETS and CaDM: predictions extrapolate past the data instead of saturating)."""
+    member_heads: bool = False
+    """Each of the K members owns (feature_dim - 1) / K of the features and so its own rows of the head (only
+    the constant feature's row, the bias, stays shared); False: every member predicts with the whole head."""
+
+    def member_feature_dim(self) -> int:
+        """Features of one member, without the constant 1: the whole D - 1, or its block with `member_heads`."""
+        return (self.feature_dim - 1) // self.ensemble if self.member_heads else self.feature_dim - 1
 
 
 def add_feature_layers(module: nn.Module, obs_dim: int, action_dim: int, hidden_size: int, width: int,
@@ -125,10 +134,14 @@ class DynamicsModel(nn.Module):
         if args.feature_activation not in FEATURE_ACTIVATIONS:
             raise ValueError(f"feature_activation must be one of {FEATURE_ACTIVATIONS}, "
                              f"got {args.feature_activation!r}")
+        if args.member_heads and (args.ensemble < 2 or (args.feature_dim - 1) % args.ensemble):
+            raise ValueError(f"member_heads needs ensemble >= 2 members and feature_dim - 1 divisible by it, got "
+                             f"ensemble {args.ensemble}, feature_dim {args.feature_dim}")
         w = args.mlp_width
         d = args.mlp_depth
-        add_feature_layers(self, o, a, self.hidden_size, w, args.feature_dim, d)  # member 0 (a plain model's only)
-        self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, args.feature_dim, d)
+        fm = args.member_feature_dim() + 1  # one member's features with the constant 1
+        add_feature_layers(self, o, a, self.hidden_size, w, fm, d)  # member 0 (a plain model's only)
+        self.members = nn.ModuleList(FeatureMLP(o, a, self.hidden_size, w, fm, d)
                                      for _ in range(args.ensemble - 1))  # members 1 .. K-1
         self.W0 = nn.Parameter(torch.zeros(args.feature_dim, self.out_dim))
         nn.init.normal_(self.W0, std=0.01)
@@ -212,8 +225,19 @@ class DynamicsModel(nn.Module):
         a planner."""
         m = self.member(k)
         x = torch.cat([(obs - self.obs_mean) / self.obs_std, (action - self.action_mean) / self.action_std], -1)
-        z = hidden_to_features(m, m.fx(x) + h_proj, self.args.feature_activation)
+        z = hidden_to_features(m, m.fx(x) + h_proj, self.args.feature_activation)  # (..., member_feature_dim)
+        if self.args.member_heads:  # member k's block of the D - 1 features; the others' are 0
+            b = self.args.member_feature_dim()
+            z = F.pad(z, (k * b, (self.args.ensemble - 1 - k) * b))  # (..., D-1)
         return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
+
+    def head_rows(self, k: int) -> torch.Tensor:
+        """Rows of the head (and of any (D, D) matrix over features) that member k reads: its block and the
+        constant feature's. (member_feature_dim + 1,)"""
+        b, d = self.args.member_feature_dim(), self.args.feature_dim
+        if not self.args.member_heads:
+            return torch.arange(d, device=self.W0.device)
+        return torch.cat([torch.arange(k * b, (k + 1) * b), torch.tensor([d - 1])]).to(self.W0.device)
 
     def next_obs(self, obs, head_out) -> torch.Tensor:
         """Raw next observation from normalized head output."""
@@ -257,6 +281,11 @@ class DynamicsModel(nn.Module):
         stacked states after the loop. Without w_cov there is no risk term (and no (D, D) product).
         """
         m = self.member(k)
+        if self.args.member_heads:  # member k's own head: its block's rows and the bias row
+            rows = self.head_rows(k)
+            W = W.index_select(0, rows)  # (b+1, P)
+            if w_cov is not None:
+                w_cov = w_cov.index_select(0, rows).index_select(1, rows)  # (b+1, b+1)
         n, horizon = actions.shape[:2]
         o, width = self.args.obs_dim, m.fx.weight.shape[0]
         d1 = W.shape[0] - 1  # features before the constant 1
@@ -321,8 +350,16 @@ class DynamicsModel(nn.Module):
         parameters: what member k alone predicts (every member is trained to predict with the shared head)."""
         if not 0 <= k < self.args.ensemble:
             raise ValueError(f"member must be in [0, {self.args.ensemble}), got {k}")
-        plain = DynamicsModel(replace(self.args, ensemble=1))
-        plain.load_state_dict({n: v for n, v in self.state_dict().items() if not n.startswith("members.")})
+        plain = DynamicsModel(replace(self.args, ensemble=1, member_heads=False,
+                                      feature_dim=self.args.member_feature_dim() + 1))
+        state = {n: v for n, v in self.state_dict().items() if not n.startswith("members.")}
+        if self.args.member_heads:  # member k's own rows of the head, and the prior's marginal over them
+            rows = self.head_rows(k).cpu()
+            state["W0"], state["V"] = state["W0"][rows], state["V"][rows]
+            with torch.no_grad():
+                cov = torch.linalg.inv(self.prior_precision().double().cpu())[rows][:, rows]  # marginal prior
+                state["prior_chol"] = torch.linalg.cholesky(torch.linalg.inv(cov)).float()
+        plain.load_state_dict(state)
         for name in FEATURE_LAYERS:  # member 0's are the model's own, copied above
             getattr(plain, name).load_state_dict(getattr(self.member(k), name).state_dict())
         return plain.to(self.W0.device).train(self.training)

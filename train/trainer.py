@@ -208,7 +208,7 @@ def build_model(cfg: TrainConfig, obs_dim: int, action_dim: int, stats: dict, n_
                 device: torch.device | str = "cpu") -> DynamicsModel:
     """A fresh model (oracle if n_task_params > 0) with normalization statistics from the data."""
     args = ModelArgs(obs_dim, action_dim, cfg.hidden_size, cfg.feature_dim, cfg.mlp_width, n_task_params,
-                     ensemble=cfg.ensemble, mlp_depth=cfg.mlp_depth,
+                     ensemble=cfg.ensemble, mlp_depth=cfg.mlp_depth, member_heads=cfg.member_heads,
                      feature_activation=cfg.feature_activation)
     model = DynamicsModel(args)
     keys = ["obs", "action", "delta", "reward"] + (["param"] if n_task_params else [])
