@@ -347,7 +347,8 @@ class DynamicsModel(nn.Module):
 
     def member_model(self, k: int) -> DynamicsModel:
         """A plain model (ensemble 1) of member k's feature MLP with the shared encoder, head and adaptation
-        parameters: what member k alone predicts (every member is trained to predict with the shared head)."""
+        parameters: what member k alone predicts (every member is trained to predict with the shared head; with
+        `member_heads`, with its own rows of it and the prior marginalized onto them)."""
         if not 0 <= k < self.args.ensemble:
             raise ValueError(f"member must be in [0, {self.args.ensemble}), got {k}")
         plain = DynamicsModel(replace(self.args, ensemble=1, member_heads=False,
