@@ -39,6 +39,9 @@ class PlannerConfig:
     """Colour of the sampling noise along the horizon (iCEM): power spectrum ~ 1/f^beta; 0 = white, 2 = smooth."""
     momentum: float = 0.0
     """CEM: each iteration keeps this share of the old mean and variance (CaDM's and PETS's alpha, 0.1)."""
+    truncate: bool = False
+    """PETS's and CaDM's sampling: each step's std capped at half the mean's distance to the nearer bound and the
+    noise truncated at 2 std, so no sample lands on a bound; False: Gaussian noise clipped to the bounds."""
 
     def replace(self, **overrides) -> PlannerConfig:
         """A validated copy with some fields replaced."""
@@ -59,6 +62,8 @@ class PlannerConfig:
             raise ValueError(f"planner.momentum must be in [0, 1) (0: no memory), got {self.momentum}")
         if not 0 <= self.noise_beta <= 4:
             raise ValueError(f"planner.noise_beta must be in [0, 4] (0: white noise), got {self.noise_beta}")
+        if not isinstance(self.truncate, bool):
+            raise ValueError(f"planner.truncate must be true or false, got {self.truncate!r}")
         if not self.deadline_ms >= 0:
             raise ValueError(f"planner.deadline_ms must be >= 0 (0: no deadline), got {self.deadline_ms}")
 
@@ -68,12 +73,16 @@ class PlannerConfig:
 
 
 def parse_planner(text: str) -> dict:
-    """'samples=128,noise_beta=2' -> {'samples': 128, 'noise_beta': 2.0}: planner overrides for every session."""
+    """'samples=128,noise_beta=2,truncate=true' -> {'samples': 128, 'noise_beta': 2.0, 'truncate': True}: planner
+    overrides for every session."""
     out: dict = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"planner overrides take key=value pairs like 'samples=128,noise_beta=2', got {item!r}")
+        if value.strip().lower() in ("true", "false"):
+            out[key.strip()] = value.strip().lower() == "true"
+            continue
         try:
             out[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
         except ValueError:
@@ -104,6 +113,19 @@ def colored_noise(rng: np.random.Generator, n: int, horizon: int, dim: int, beta
     x = np.fft.irfft(spec[0] + 1j * spec[1], n=horizon, axis=-1)  # (n, dim, H)
     x /= x.std(axis=-1, keepdims=True) + 1e-8  # each sequence unit variance over the horizon
     return np.ascontiguousarray(x.transpose(0, 2, 1), dtype=np.float32)
+
+
+def truncated_noise(rng: np.random.Generator, n: int, horizon: int, dim: int, beta: float) -> np.ndarray:
+    """`colored_noise` truncated to [-2, 2] (n, horizon, dim): white noise redraws what falls outside (a
+    truncated normal, as PETS's CEM samples), coloured noise is clipped there."""
+    z = colored_noise(rng, n, horizon, dim, beta)
+    if beta != 0 and horizon >= 2:
+        return np.clip(z, -2.0, 2.0)
+    out = np.abs(z) > 2.0
+    while out.any():  # about 4.6% of the entries a pass
+        z[out] = rng.standard_normal(int(out.sum()), dtype=np.float32)
+        out = np.abs(z) > 2.0
+    return z
 
 
 def mppi_weights(costs: np.ndarray, temperature: float) -> np.ndarray:
@@ -162,7 +184,12 @@ def plan_with_weights(
     half_range = (high - low) / 2.0  # (A,)
     std = np.broadcast_to(cfg.noise_scale * half_range, mean.shape).astype(np.float32)  # (H, A)
     for _ in range(cfg.iterations):
-        noise = colored_noise(rng, cfg.samples, mean.shape[0], mean.shape[1], cfg.noise_beta) * std  # (N, H, A)
+        shape = (cfg.samples, mean.shape[0], mean.shape[1])
+        if cfg.truncate:  # the spread that keeps mean +- 2 std inside the bounds
+            room = np.maximum(np.minimum(mean - low, high - mean), 0.0) / 2.0  # (H, A)
+            noise = truncated_noise(rng, *shape, cfg.noise_beta) * np.minimum(std, room)  # (N, H, A)
+        else:
+            noise = colored_noise(rng, *shape, cfg.noise_beta) * std  # (N, H, A)
         noise[0] = 0.0
         actions = np.clip(mean[None] + noise, low, high).astype(np.float32)  # (N, H, A)
         w = sample_weights(objective(actions), cfg)  # (N,)

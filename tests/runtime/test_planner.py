@@ -115,3 +115,39 @@ def test_cem_momentum_keeps_its_share_of_the_old_mean():
     np.testing.assert_allclose(best[:, 0], integrator_optimum(1.5, 1.0, 0.5), atol=0.03)
     with pytest.raises(ValueError, match="momentum"):
         PlannerConfig(momentum=1.0).validate()
+
+
+def test_truncated_sampling_keeps_every_sample_inside_the_bounds():
+    """truncate (PETS's and CaDM's CEM): no sample is clipped onto a bound, the spread near a bound shrinks to
+    half the room left, and CEM still converges to the optimum."""
+    seen = []
+
+    def recording(a):
+        seen.append(a.copy())
+        return ((a - 0.5) ** 2).sum((1, 2))
+
+    low, high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+    warm = np.full((H, A), 0.9, np.float32)  # 0.1 from the upper bound: std capped at 0.05
+    cfg = PlannerConfig(method="cem", horizon=H, samples=4096, iterations=1, noise_scale=0.5)
+    plan(recording, warm, low, high, cfg, np.random.default_rng(0))
+    clipped = seen.pop()
+    assert (clipped == 1.0).mean() > 0.3  # Gaussian noise of std 0.5 clipped: about 42% land on the bound
+    plan(recording, warm, low, high, cfg.replace(truncate=True), np.random.default_rng(0))
+    inside = seen.pop()[1:]  # sample 0 is the warm start itself
+    assert inside.max() < 1.0 and inside.min() >= 0.8 - 1e-6  # within 2 capped std (0.1) of the mean
+    np.testing.assert_allclose(inside.std(), 0.05 * 0.88, rtol=0.05)  # a normal truncated at 2 std: 0.88 std
+    objective = integrator_objective(1.5, 1.0, 0.5)
+    wide = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+    best = plan(objective, np.zeros((H, A), np.float32), *wide,
+                PlannerConfig(method="cem", horizon=H, samples=1024, iterations=100, noise_scale=0.3,
+                              elite_frac=0.05, truncate=True), np.random.default_rng(0))
+    np.testing.assert_allclose(best[:, 0], integrator_optimum(1.5, 1.0, 0.5), atol=0.03)
+
+
+def test_truncate_is_parsed_and_validated():
+    from mbmrl.runtime.planner import parse_planner
+
+    assert parse_planner("truncate=true,samples=200") == {"truncate": True, "samples": 200}
+    assert parse_planner("truncate=False") == {"truncate": False}
+    with pytest.raises(ValueError, match="truncate"):
+        PlannerConfig(truncate=1).validate()  # type: ignore[arg-type]
