@@ -199,6 +199,8 @@ def build_request_models(
         elite_frac: float | None = Field(None, gt=0, le=1)
         noise_beta: float | None = Field(None, ge=0, le=4, description="noise colour: 0 white, 2 smooth (iCEM)")
         momentum: float | None = Field(None, ge=0, lt=1, description="CEM: share of the old mean and variance kept")
+        warm_tail: Literal["repeat", "neutral"] | None = Field(None, description="the warm start's new last step: "
+                                                               "repeat the last action, or the bounds' middle")
         truncate: bool | None = Field(None, description="PETS's sampling: std capped by the distance to the bounds, "
                                       "noise truncated at 2 std (no clipped samples)")
         deadline_ms: float | None = Field(None, ge=0, le=60_000, description="> 0: fewer samples if needed to "

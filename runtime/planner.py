@@ -39,6 +39,9 @@ class PlannerConfig:
     """Colour of the sampling noise along the horizon (iCEM): power spectrum ~ 1/f^beta; 0 = white, 2 = smooth."""
     momentum: float = 0.0
     """CEM: each iteration keeps this share of the old mean and variance (CaDM's and PETS's alpha, 0.1)."""
+    warm_tail: str = "repeat"
+    """The warm start's new last step: 'repeat' the plan's last action, or 'neutral' (the middle of the bounds:
+    PETS's and CaDM's zeros)."""
     truncate: bool = False
     """PETS's and CaDM's sampling: each step's std capped at half the mean's distance to the nearer bound and the
     noise truncated at 2 std, so no sample lands on a bound; False: Gaussian noise clipped to the bounds."""
@@ -62,6 +65,8 @@ class PlannerConfig:
             raise ValueError(f"planner.momentum must be in [0, 1) (0: no memory), got {self.momentum}")
         if not 0 <= self.noise_beta <= 4:
             raise ValueError(f"planner.noise_beta must be in [0, 4] (0: white noise), got {self.noise_beta}")
+        if self.warm_tail not in ("repeat", "neutral"):
+            raise ValueError(f"planner.warm_tail must be 'repeat' or 'neutral', got {self.warm_tail!r}")
         if not isinstance(self.truncate, bool):
             raise ValueError(f"planner.truncate must be true or false, got {self.truncate!r}")
         if not self.deadline_ms >= 0:
@@ -90,9 +95,9 @@ def parse_planner(text: str) -> dict:
     return out
 
 
-def shift_plan(plan: np.ndarray) -> np.ndarray:
-    """Warm start: drop the executed first action, repeat the last one. (H, A) -> (H, A)."""
-    return np.concatenate([plan[1:], plan[-1:]], axis=0)
+def shift_plan(plan: np.ndarray, tail: np.ndarray | None = None) -> np.ndarray:
+    """Warm start: drop the executed first action, then repeat the last one or append `tail` (A,). (H, A) -> (H, A)."""
+    return np.concatenate([plan[1:], plan[-1:] if tail is None else tail[None].astype(plan.dtype)], axis=0)
 
 
 def colored_noise(rng: np.random.Generator, n: int, horizon: int, dim: int, beta: float) -> np.ndarray:

@@ -226,22 +226,23 @@ class Session:
                 # what one iteration of N samples costs here, sampling and weighting included, for deadlines
                 self.timer.record(cfg.samples, (clock() - t_plan) * 1e3 / cfg.iterations)
                 if all_finite(states, expected):
-                    return self._planned(obs, new_plan, states, expected, False, cfg.samples, t0)
+                    return self._planned(obs, new_plan, states, expected, False, cfg, t0)
             # never answer with a non-finite number: fall back to the last finite plan, then to the neutral one
             for candidate in (mean, self._initial_plan(cfg.horizon)):
                 if all_finite(candidate):
                     costs, states = rollout(candidate[None])  # (1,), (1, H, O)
                     if all_finite(costs, states):
-                        return self._planned(obs, candidate, states[0], float(costs[0]), True, cfg.samples, t0)
+                        return self._planned(obs, candidate, states[0], float(costs[0]), True, cfg, t0)
             raise PlanningError("the model predicts non-finite states for every plan from this observation; "
                                 "reset the session or check the observation")
 
     def _planned(self, obs: np.ndarray, plan_: np.ndarray, states: np.ndarray, cost: float, fallback: bool,
-                 samples: int, t0: float) -> ActResult:
+                 cfg: PlannerConfig, t0: float) -> ActResult:
         """Keep `plan_` (shifted) for the next warm start; the act result (call with the lock held)."""
-        self.plan = shift_plan(plan_)  # model units: the next warm start
+        tail = self._initial_plan(1)[0] / np.float32(self.g) if cfg.warm_tail == "neutral" else None
+        self.plan = shift_plan(plan_, tail)  # model units: the next warm start
         plant = np.clip(plan_ * np.float32(self.g), self.rt.action_low, self.rt.action_high).astype(np.float32)
-        result = ActResult(plant[0].copy(), plant, states, cost, fallback=fallback, samples_used=samples,
+        result = ActResult(plant[0].copy(), plant, states, cost, fallback=fallback, samples_used=cfg.samples,
                            plan_ms=(clock() - t0) * 1e3,
                            guard=guard_report(self.guard, self.guard_config))
         if self.recorder is not None:

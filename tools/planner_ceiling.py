@@ -90,6 +90,9 @@ def main() -> None:
                   f"({rows[-1]['seconds']:.0f} s)", flush=True)
             if args.posture:
                 rows[-1]["posture"] = episode_posture(ep.next_obs)
+                high = np.asarray(env.action_space.high)  # share of torques within 10% of their bound, and mean |a|
+                rows[-1]["posture"]["near a bound"] = round(float((np.abs(ep.actions) >= 0.9 * high).mean()), 3)
+                rows[-1]["posture"]["mean |a| / bound"] = round(float((np.abs(ep.actions) / high).mean()), 3)
                 print("  " + ", ".join(f"{k} {v}" for k, v in rows[-1]["posture"].items()), flush=True)
     mean = float(np.mean([r["return"] for r in rows]))
     print(f"planner ceiling ({session.planner.to_dict()}): mean return {mean:.1f}")

@@ -69,6 +69,7 @@ def test_mppi_weights_are_a_distribution_favoring_low_cost():
 def test_shift_plan_drops_first_and_repeats_last():
     p = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.testing.assert_array_equal(shift_plan(p), [[2, 3], [4, 5], [4, 5]])
+    np.testing.assert_array_equal(shift_plan(p, np.zeros(2)), [[2, 3], [4, 5], [0, 0]])
 
 
 def test_bad_planner_settings_are_rejected():

@@ -72,6 +72,17 @@ def test_act_is_reproducible_with_a_seed_and_honours_overrides(rt):
         Session(rt, "recurrent").act(OBS, planner={"horizon": 7})
 
 
+def test_the_warm_start_repeats_the_last_action_or_appends_the_neutral_one(rt):
+    """warm_tail 'repeat' (the default) shifts the plan and repeats its last action; 'neutral' appends the middle
+    of the bounds, as PETS's and CaDM's CEM append zeros."""
+    for tail in ("repeat", "neutral"):
+        s = Session(rt, "none", seed=0, planner={"warm_tail": tail, "samples": 64})
+        r = s.act(OBS)
+        np.testing.assert_array_equal(s.plan[:-1], r.plan[1:])
+        want = r.plan[-1] if tail == "repeat" else (rt.action_low + rt.action_high) / 2
+        np.testing.assert_array_equal(s.plan[-1], want)
+
+
 def test_the_cost_shapes_the_plan(rt):
     # torque is the only action; a huge action cost makes the best plan (near) zero torque
     s = Session(rt, "none", seed=0, planner={"iterations": 5})
