@@ -52,6 +52,8 @@ class TrainConfig:
         "also save the model after every exploration round's fit as RUN/rounds/roundNN.pt (checkpoints "
         "`mbmrl export` takes), to evaluate the run's models along its learning curve"))
     mpc_noise: float = field(default=0.1, metadata=_h("exploration noise on MPC actions (fraction of half-range)"))
+    mpc_mode: str = field(default="recurrent", metadata=_h(
+        "the adaptation mode the exploring sessions fly: recurrent | none | gradient | bayes"))
     mpc_noise_corr: float = field(default=0.0, metadata=_h(
         "correlation in [0, 1) of the exploration noise from one step to the next (an AR(1) process of the same "
         "spread; 0 = white noise): held pushes reach states the plans alone never visit"))
@@ -99,6 +101,9 @@ class TrainConfig:
         "decoupled weight decay (AdamW) on the encoder's and feature MLPs' weight matrices (not on the head, "
         "its prior or the biases); CaDM regularizes its MLPs with L2 (0 = off)"))
     none_weight: float = field(default=0.5, metadata=_h("weight of the context-free (h0) loss"))
+    recurrent_weight: float = field(default=1.0, metadata=_h(
+        "weight of the recurrent (h_t) one-step loss and of the belief h_t in the multi-step loss; 0 with "
+        "--mpc-mode none and no gradient/bayes loss trains a context-free model, CaDM's vanilla DM"))
     gaussian_nll: bool = field(default=False, metadata=_h("Gaussian head: predict a log-variance, train by NLL"))
     rollout_steps: int = field(default=1, metadata=_h("K for the open-loop multi-step loss (1 = off)"))
     multistep_weight: float = field(default=0.5, metadata=_h("weight of the multi-step loss"))
@@ -155,6 +160,13 @@ class TrainConfig:
                              f"got {self.feature_activation!r}")
         if self.random_policy not in RANDOM_POLICIES:
             raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
+        if self.mpc_mode not in ("recurrent", "none", "gradient", "bayes"):
+            raise ValueError(f"--mpc-mode must be one of recurrent, none, gradient, bayes, got {self.mpc_mode!r}")
+        if self.recurrent_weight < 0:
+            raise ValueError(f"--recurrent-weight must be >= 0, got {self.recurrent_weight}")
+        if self.recurrent_weight == 0 and self.mpc_mode == "recurrent" and self.mpc_rounds > 0:
+            raise ValueError("--recurrent-weight 0 leaves the belief h_t untrained, so the exploring sessions cannot "
+                             "fly mode recurrent: pass --mpc-mode none (or gradient, bayes)")
         if not 0.0 <= self.mpc_noise_corr < 1.0:
             raise ValueError(f"--mpc-noise-corr must be in [0, 1), got {self.mpc_noise_corr}")
         if self.mpc_engine not in ("torch", "onnx"):

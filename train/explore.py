@@ -70,7 +70,7 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
                 seg_len: int, noise: float, rng: np.random.Generator, first_task_id: int,
                 progress: bool = True, engine: str = "torch", workdir: Path | None = None,
                 workers: int = 1, member: int = -1, thompson: bool = False,
-                noise_corr: float = 0.0) -> tuple[Segments, np.ndarray]:
+                noise_corr: float = 0.0, mode: str = "recurrent") -> tuple[Segments, np.ndarray]:
     """On-policy data from `n_tasks` new training tasks, flown by MPC with `model` (the family's default cost
     and the run's planner) on `engine` ('torch', or 'onnx': exported to `workdir` first), and each episode's
     return (n_tasks * episodes_per_task,), exploration noise included: the run's learning curve.
@@ -79,7 +79,7 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
     fly at once on a thread pool (ONNX Runtime and MuJoCo release the GIL); each task draws from its own
     generator, seeded from `rng` up front, so the data do not depend on `workers`. An ensemble flies on all its
     members (`member` -1) or on member `member` alone; with `thompson` task i flies member i mod K alone.
-    `noise_corr` correlates the exploration noise in time (`mpc_episode`).
+    `noise_corr` correlates the exploration noise in time (`mpc_episode`); the sessions fly adaptation `mode`.
     """
     was_training = model.training
     model.eval()
@@ -100,7 +100,7 @@ def collect_mpc(model: DynamicsModel, facts: dict, family: TaskFamily, n_tasks: 
             # the runtime's default guard, not the family's deployment margin (`default_guard`, chosen on test
             # physics), and no actuator-gain adaptation (a test-physics default too): the data a schedule collects
             # stay those of the runs docs/cadm.md reports
-            session = Session(rt, "recurrent", seed=int(task_rng.integers(2**31)), guard=GuardConfig(), gain=False)
+            session = Session(rt, mode, seed=int(task_rng.integers(2**31)), guard=GuardConfig(), gain=False)
             ep = mpc_episode(session, env, family.episode_steps, noise, task_rng, seed=int(task_rng.integers(2**31)),
                              corr=noise_corr)
             out.append((ep.arrays(), [p[k] for k in family.param_names]))

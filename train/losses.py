@@ -70,12 +70,13 @@ def none_loss(model: DynamicsModel, b: Batch, e: Encoded, weight: torch.Tensor |
 
 
 def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4,
-                   none_weight: float = 0.0) -> torch.Tensor:
+                   none_weight: float = 0.0, recurrent_weight: float = 1.0) -> torch.Tensor:
     """Open-loop K-step state error (normalized delta units), h and W0 held fixed as in the planner; each
     ensemble member rolls on its own. `none_weight` > 0 also rolls the prior belief h0 (mode `none`, and
-    the guard's fall-back) with that weight: every belief the runtime plans with learns the horizon."""
+    the guard's fall-back) with that weight: every belief the runtime plans with learns the horizon;
+    `recurrent_weight` weighs the belief h_t (0: only h0 rolls)."""
     L, members = b.obs.shape[1], model.args.ensemble
-    beliefs = [(1.0, lambda s: e.h[:, s])]  # (weight, start -> (B, hidden))
+    beliefs = [(recurrent_weight, lambda s: e.h[:, s])] if recurrent_weight > 0 else []  # (weight, s -> (B, hidden))
     if none_weight > 0 and not model.oracle:
         beliefs.append((none_weight, lambda s: model.h0.expand(b.obs.shape[0], -1)))
     total = torch.zeros((), device=b.obs.device)

@@ -99,7 +99,8 @@ def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig,
                target_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss.
     `target_weight` (P,) weighs the outputs in the prediction losses (`objective_weights`)."""
-    parts = {"recurrent": L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll, weight=target_weight)}
+    w_rec = 1.0 if model.oracle else cfg.recurrent_weight  # the oracle's only loss
+    parts = {"recurrent": w_rec * L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll, weight=target_weight)}
     if not model.oracle:
         parts["none"] = cfg.none_weight * L.none_loss(model, b, e, weight=target_weight)
         if cfg.gradient_weight > 0:
@@ -108,7 +109,8 @@ def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig,
             parts["bayes"] = cfg.bayes_weight * L.bayes_loss(model, e, cfg.window, cfg.noise_prior)
     if cfg.rollout_steps > 1:
         parts["multistep"] = cfg.multistep_weight * L.multistep_loss(model, b, e, cfg.rollout_steps,
-                                                                       none_weight=cfg.none_weight)
+                                                                       none_weight=cfg.none_weight,
+                                                                       recurrent_weight=w_rec)
     return parts
 
 
@@ -412,7 +414,7 @@ def _train(cfg: TrainConfig, family: TaskFamily, device: torch.device) -> Path:
                           first_task_id=int(segs.task_ids.max()) + 1, progress=cfg.progress,
                           engine=cfg.mpc_engine, workdir=out / "explore", workers=cfg.collect_envs,
                           member=cfg.mpc_member if cfg.ensemble > 1 else -1, thompson=cfg.mpc_thompson,
-                          noise_corr=cfg.mpc_noise_corr) \
+                          noise_corr=cfg.mpc_noise_corr, mode=cfg.mpc_mode) \
             if dist.is_main() else None
         new, returns = dist.broadcast_from_main(flown)
         train_idx = np.concatenate([train_idx, len(segs) + np.arange(len(new))])

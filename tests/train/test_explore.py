@@ -196,3 +196,52 @@ def test_a_family_cost_merges_checked_overrides():
         cheetah.merged({"linear": [0.0] * 17})
     with pytest.raises(ValueError, match="uncertainty_weight must be >= 0"):
         cheetah.merged({"uncertainty_weight": -1.0})
+
+
+def test_a_context_free_run_trains_only_the_prior_path_and_explores_without_the_belief(tiny_run, monkeypatch):
+    """--recurrent-weight 0 with no gradient/bayes loss (CaDM's vanilla DM): the loss leaves the belief encoder
+    untouched; --mpc-mode none flies exploring sessions of that mode, which never read the belief, so the encoder's
+    weights do not change what they collect."""
+    import torch
+    from mbmrl.train import explore
+    from mbmrl.train import losses as L
+    from mbmrl.train.data import Segments
+    from mbmrl.train.trainer import loss_parts, to_batch
+
+    ckpt = Checkpoint.load(tiny_run / "model.pt")
+    model = ckpt.model().train()
+    segs = Segments.load(tiny_run / "data.npz")
+    b = to_batch(segs, np.arange(4), torch.device("cpu"))
+    vanilla = TrainConfig(recurrent_weight=0.0, mpc_mode="none", gradient_weight=0.0, bayes_weight=0.0,
+                          rollout_steps=3)
+    for cfg, encoder_moves in ((vanilla, False), (dataclasses.replace(vanilla, recurrent_weight=1.0), True)):
+        model.zero_grad()
+        sum(loss_parts(model, b, L.encode(model, b), cfg).values()).backward()
+        gru = [p.grad for p in model.gru.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in gru) == encoder_moves
+        assert model.W0.grad.abs().sum() > 0 and model.h0.grad.abs().sum() > 0  # the prior path trains
+    model.zero_grad()
+
+    flown_modes = []
+
+    class Spy(explore.Session):  # the real session, recording the mode it was asked to fly
+        def __init__(self, rt, mode, **kw):
+            flown_modes.append(mode)
+            super().__init__(rt, mode, **kw)
+
+    monkeypatch.setattr(explore, "Session", Spy)
+
+    def fly(m, mode):
+        return collect_mpc(m, ckpt.facts(), get_family("pendulum"), n_tasks=1, episodes_per_task=1, seg_len=50,
+                           noise=0.1, rng=np.random.default_rng(0), first_task_id=0, progress=False, mode=mode)[0]
+
+    other = ckpt.model().train()
+    with torch.no_grad():
+        for p in other.gru.parameters():
+            p.add_(0.5)
+    np.testing.assert_array_equal(fly(model, "none").actions, fly(other, "none").actions)
+    assert flown_modes == ["none", "none"]
+    with pytest.raises(ValueError, match="--mpc-mode none"):
+        TrainConfig(recurrent_weight=0.0, mpc_rounds=1)
+    with pytest.raises(ValueError, match="--mpc-mode"):
+        TrainConfig(mpc_mode="oracle")
