@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from mbmrl.runtime.artifact import MODES
 from mbmrl.runtime.planner import PlannerConfig, parse_planner
 
 # random-action episodes of the first round (`random_actions` in train/data.py)
@@ -160,8 +161,8 @@ class TrainConfig:
                              f"got {self.feature_activation!r}")
         if self.random_policy not in RANDOM_POLICIES:
             raise ValueError(f"--random-policy must be one of {RANDOM_POLICIES}, got {self.random_policy!r}")
-        if self.mpc_mode not in ("recurrent", "none", "gradient", "bayes"):
-            raise ValueError(f"--mpc-mode must be one of recurrent, none, gradient, bayes, got {self.mpc_mode!r}")
+        if self.mpc_mode not in MODES or self.mpc_mode == "oracle":  # an oracle needs the task's true parameters
+            raise ValueError(f"--mpc-mode must be one of {[m for m in MODES if m != 'oracle']}, got {self.mpc_mode!r}")
         if self.recurrent_weight < 0:
             raise ValueError(f"--recurrent-weight must be >= 0, got {self.recurrent_weight}")
         if self.recurrent_weight == 0 and self.mpc_mode == "recurrent" and self.mpc_rounds > 0:

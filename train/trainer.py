@@ -100,7 +100,9 @@ def loss_parts(model: DynamicsModel, b: L.Batch, e: L.Encoded, cfg: TrainConfig,
     """The weighted meta-training losses on one encoded batch, by part; their sum is the training loss.
     `target_weight` (P,) weighs the outputs in the prediction losses (`objective_weights`)."""
     w_rec = 1.0 if model.oracle else cfg.recurrent_weight  # the oracle's only loss
-    parts = {"recurrent": w_rec * L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll, weight=target_weight)}
+    parts = {}  # a part whose weight is 0 is not computed (nor logged)
+    if w_rec > 0:
+        parts["recurrent"] = w_rec * L.recurrent_loss(model, e, gaussian=cfg.gaussian_nll, weight=target_weight)
     if not model.oracle:
         parts["none"] = cfg.none_weight * L.none_loss(model, b, e, weight=target_weight)
         if cfg.gradient_weight > 0:
