@@ -88,6 +88,10 @@ class TrainConfig:
         "with --ensemble K: each member owns (feature_dim - 1) / K of the features and so its own rows of the head "
         "(PETS's independent members; only the encoder and the bias row stay shared), e.g. --ensemble 3 "
         "--feature-dim 190 gives each member a 63-feature head"))
+    bootstrap: bool = field(default=False, metadata=_h(
+        "with --ensemble K: each member fits its own bootstrap resample of the training segments, redrawn every "
+        "round (PETS's and CaDM's members), as per-segment weights on its losses; the encoder and the shared head "
+        "see every member's"))
     planner: str = field(default="", metadata=_h(
         "planner defaults the artifact ships, over the family's, e.g. 'samples=128' (the edge profile)"))
     cost: str = field(default="", metadata=_h(
@@ -150,6 +154,9 @@ class TrainConfig:
         if self.mpc_thompson and (self.ensemble < 2 or self.mpc_member != -1):
             raise ValueError("--mpc-thompson needs --ensemble K >= 2 and no --mpc-member (it picks each task's member "
                              f"itself), got --ensemble {self.ensemble} --mpc-member {self.mpc_member}")
+        if self.bootstrap and self.ensemble < 2:
+            raise ValueError(f"--bootstrap resamples the data for each member of an ensemble: it needs --ensemble K "
+                             f">= 2, got --ensemble {self.ensemble}")
         if self.member_heads and (self.ensemble < 2 or (self.feature_dim - 1) % self.ensemble):
             raise ValueError(f"--member-heads needs --ensemble K >= 2 and --feature-dim D with D - 1 divisible by K "
                              f"(each member owns (D - 1) / K features), got --ensemble {self.ensemble} "

@@ -38,14 +38,24 @@ class Encoded:
     phi: torch.Tensor  # (B, L, D)
     y: torch.Tensor  # (B, L, P)
     phis: torch.Tensor  # (K, B, L, D)
+    member_weight: torch.Tensor | None = None  # (K, B): each member's weight on each segment (--bootstrap)
 
 
-def encode(model: DynamicsModel, b: Batch) -> Encoded:
-    """Fold every segment through the encoder and compute features and targets at every position."""
+def encode(model: DynamicsModel, b: Batch, member_weight: torch.Tensor | None = None) -> Encoded:
+    """Fold every segment through the encoder and compute features and targets at every position.
+    `member_weight` (K, B) weighs member k's errors on segment b in every loss (bootstrapped members)."""
     h = model.beliefs(b.obs, b.actions, b.next_obs, b.rewards, b.params)
     phis = model.member_features(b.obs, b.actions, h)  # (K, B, L, D)
     phi = phis[0] if model.args.ensemble == 1 else phis.mean(0)
-    return Encoded(h, phi, model.targets(b.obs, b.next_obs, b.rewards), phis)
+    return Encoded(h, phi, model.targets(b.obs, b.next_obs, b.rewards), phis, member_weight)
+
+
+def member_mean(err: torch.Tensor, e: Encoded) -> torch.Tensor:
+    """Mean of per-member errors (K, B, ...), member k's error on segment b weighted by `e.member_weight`."""
+    if e.member_weight is None:
+        return err.mean()
+    w = e.member_weight.reshape(*e.member_weight.shape, *(1,) * (err.ndim - 2))  # (K, B, 1, ...)
+    return (err * w).mean()
 
 
 def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False,
@@ -56,9 +66,9 @@ def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False,
     if weight is not None:
         err2 = err2 * weight
     if not gaussian:
-        return err2.mean()
+        return member_mean(err2, e)
     logvar = model.log_variance(e.phis)
-    return 0.5 * (err2 * torch.exp(-logvar) + logvar).mean()
+    return member_mean(0.5 * (err2 * torch.exp(-logvar) + logvar), e)
 
 
 def none_loss(model: DynamicsModel, b: Batch, e: Encoded, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -66,7 +76,7 @@ def none_loss(model: DynamicsModel, b: Batch, e: Encoded, weight: torch.Tensor |
     h0 = model.h0.expand_as(e.h)
     phi0 = model.member_features(b.obs, b.actions, h0)  # (K, B, L, D)
     err2 = (phi0 @ model.W0 - e.y) ** 2  # (K, B, L, P)
-    return (err2 if weight is None else err2 * weight).mean()
+    return member_mean(err2 if weight is None else err2 * weight, e)
 
 
 def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts: int = 4,
@@ -86,7 +96,10 @@ def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts:
                 h_proj, x = model.member(m).fh(belief(s)), b.obs[:, s]  # (B, width), (B, obs_dim)
                 for j in range(k):
                     x = model.step(x, b.actions[:, s + j], h_proj, model.W0, m)[0]
-                    total = total + weight * (((x - b.next_obs[:, s + j]) / model.delta_std) ** 2).mean()
+                    err2 = ((x - b.next_obs[:, s + j]) / model.delta_std) ** 2  # (B, obs_dim)
+                    if e.member_weight is not None:
+                        err2 = err2 * e.member_weight[m][:, None]
+                    total = total + weight * err2.mean()
     return total / (n_starts * k * members)
 
 
@@ -111,7 +124,7 @@ def gradient_loss(model: DynamicsModel, e: Encoded, window: int, steps: int) -> 
     L = e.phi.shape[1]
     m = int(torch.randint(1, min(window, L - 1) + 1, ()).item())
     W = gradient_head(model, e.phi[:, :m], e.y[:, :m], steps)  # (B, D, P)
-    return ((e.phis[:, :, m:] @ W - e.y[:, m:]) ** 2).mean()  # every member, (K, B, L-m, P)
+    return member_mean((e.phis[:, :, m:] @ W - e.y[:, m:]) ** 2, e)  # every member, (K, B, L-m, P)
 
 
 def bayes_posterior(model: DynamicsModel, phi_c: torch.Tensor, y_c: torch.Tensor):
@@ -171,6 +184,6 @@ def bayes_loss(model: DynamicsModel, e: Encoded, window: int, noise_prior: float
     W, cov = bayes_posterior(model, e.phi[:, :m], e.y[:, :m])
     mean, var = bayes_predict(model, e.phis[:, :, m:], W, cov)  # every member: (K, B, L-m, P)
     if noise_prior <= 0:
-        return (0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log())).mean()
+        return member_mean(0.5 * ((mean - e.y[:, m:]) ** 2 / var + var.log()), e)
     a, b = noise_scale_posterior(model, e.phi[:, :m], e.y[:, :m], W, noise_prior)
-    return student_t_nll(mean - e.y[:, m:], var * (b / a)[:, None, :], 2 * a).mean()
+    return member_mean(student_t_nll(mean - e.y[:, m:], var * (b / a)[:, None, :], 2 * a), e)

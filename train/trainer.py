@@ -158,6 +158,16 @@ def optimizer(model: DynamicsModel, cfg: TrainConfig) -> torch.optim.Optimizer:
                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
 
 
+def bootstrap_weights(n_segments: int, train_idx: np.ndarray, members: int, rng: np.random.Generator) -> np.ndarray:
+    """(K, n_segments) weights: member k's count of each segment in its own resample, with replacement, of
+    `train_idx` (PETS's bootstrap), divided by the segment's count in `train_idx` (batches already draw a
+    repeated segment that much more often); every segment's expected weight is 1, 0 off `train_idx`."""
+    mult = np.bincount(train_idx, minlength=n_segments).astype(np.float32)
+    draws = rng.choice(train_idx, size=(members, len(train_idx)))  # (K, n_train)
+    counts = np.stack([np.bincount(d, minlength=n_segments) for d in draws]).astype(np.float32)
+    return np.divide(counts, mult, out=np.zeros_like(counts), where=mult > 0)
+
+
 def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
         device: torch.device, rng: np.random.Generator, desc: str, writer=None,
         target_weight: np.ndarray | None = None, opt: torch.optim.Optimizer | None = None) -> list[dict]:
@@ -166,7 +176,7 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
     Every rank draws the same global batch indices from the shared `rng` and trains on its slice;
     gradients are averaged over ranks, so N processes take the same steps as one with the whole batch.
     `opt`: an optimizer over `model` to continue (its moment estimates kept), else a fresh one; either way the
-    cosine schedule starts at `cfg.lr`.
+    cosine schedule starts at `cfg.lr`. `cfg.bootstrap`: each member's resample is drawn here, once per call.
     """
     weight = None if target_weight is None else torch.as_tensor(target_weight, device=device)
     if opt is None:
@@ -178,12 +188,14 @@ def fit(model: DynamicsModel, segs: Segments, train_idx: np.ndarray, val_idx: np
     context = min(16, segs.obs.shape[1] - 1)
     shard = rank_shard(cfg.batch_size)
     dist.broadcast_parameters(model.parameters())
+    boot = bootstrap_weights(len(segs), train_idx, model.args.ensemble, rng) if cfg.bootstrap else None
     history: list[dict] = []
     bar = trange(cfg.iters, desc=desc, disable=not (cfg.progress and dist.is_main()), leave=False)
     for it in bar:
         idx = rng.choice(train_idx, size=cfg.batch_size)  # the global batch: identical on every rank
         b = to_batch(segs, idx[shard], device)
-        e = L.encode(model, b)  # float32: under autocast cuDNN's GRU would run in float16, without loss scaling
+        mw = None if boot is None else torch.as_tensor(boot[:, idx[shard]], device=device)  # (K, B)
+        e = L.encode(model, b, mw)  # float32: under autocast cuDNN's GRU would run in float16, without loss scaling
         with autocast(cfg, device):
             parts = loss_parts(model, b, e, cfg, weight)
             loss = functools.reduce(operator.add, parts.values())
