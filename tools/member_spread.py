@@ -94,7 +94,7 @@ def main() -> None:
         weights = torch.zeros(obs_dim)
         weights[args.index] = 1.0
     else:
-        linear = (ckpt.family_info.get("default_cost", {}).get("reward") or {}).get("linear")
+        linear = (ckpt.family_info["default_cost"].get("reward") or {}).get("linear")
         if linear is None or not np.any(linear):
             raise SystemExit(f"member_spread: family {ckpt.family!r} declares no known reward with an observation "
                              "term; pass --index I to roll observation I")

@@ -50,12 +50,13 @@ def encode(model: DynamicsModel, b: Batch, member_weight: torch.Tensor | None = 
     return Encoded(h, phi, model.targets(b.obs, b.next_obs, b.rewards), phis, member_weight)
 
 
-def member_mean(err: torch.Tensor, e: Encoded) -> torch.Tensor:
-    """Mean of per-member errors (K, B, ...), member k's error on segment b weighted by `e.member_weight`."""
+def member_mean(err: torch.Tensor, e: Encoded, member: int | None = None) -> torch.Tensor:
+    """Mean of every member's errors (K, B, ...), or of one `member`'s (B, ...), each member's error on segment b
+    weighted by `e.member_weight`."""
     if e.member_weight is None:
         return err.mean()
-    w = e.member_weight.reshape(*e.member_weight.shape, *(1,) * (err.ndim - 2))  # (K, B, 1, ...)
-    return (err * w).mean()
+    w = e.member_weight if member is None else e.member_weight[member]  # (K, B) or (B,)
+    return (err * w.reshape(*w.shape, *(1,) * (err.ndim - w.ndim))).mean()
 
 
 def recurrent_loss(model: DynamicsModel, e: Encoded, gaussian: bool = False,
@@ -97,9 +98,7 @@ def multistep_loss(model: DynamicsModel, b: Batch, e: Encoded, k: int, n_starts:
                 for j in range(k):
                     x = model.step(x, b.actions[:, s + j], h_proj, model.W0, m)[0]
                     err2 = ((x - b.next_obs[:, s + j]) / model.delta_std) ** 2  # (B, obs_dim)
-                    if e.member_weight is not None:
-                        err2 = err2 * e.member_weight[m][:, None]
-                    total = total + weight * err2.mean()
+                    total = total + weight * member_mean(err2, e, m)
     return total / (n_starts * k * members)
 
 
