@@ -3,6 +3,7 @@
 # found, a fresh venv and `pip install '.[serve]'` (on 3.10 twice: the newest versions pip resolves there, and
 # the serve extra's minimum versions), then `python -m mbmrl.runtime.serve ARTIFACT`, one observe, one act, a
 # body over the limit (413 from our own middleware) and a huge invalid array (a small 422).
+# The installs (network-bound) and the tiny artifact's build (CPU-bound) run at once; the serve checks one by one.
 #
 # Usage: tools/python_matrix_smoke.sh [ARTIFACT]
 #   Without ARTIFACT, a tiny one is trained and exported first with the current environment's `mbmrl`.
@@ -13,15 +14,19 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=$(mktemp -d)
 SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() {  # set +e: a server or job that already exited must not stop the rm (errexit applies in traps)
+  set +e; [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; kill $(jobs -p) 2>/dev/null; wait; rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 ARTIFACT=${1:-}
-if [ -z "$ARTIFACT" ]; then
+BUILD_PID=""
+if [ -z "$ARTIFACT" ]; then  # built while the venvs install (pip waits on the network, this on the CPU)
   echo "smoke: training and exporting a tiny artifact with $(command -v mbmrl)"
-  mbmrl train --out "$WORK/run" --n-tasks 8 --episodes-per-task 1 --iters 20 --batch-size 16 --seq-len 48 \
-    --hidden-size 8 --feature-dim 16 --mlp-width 32 --window 32 --no-progress >/dev/null
-  mbmrl export "$WORK/run" --out "$WORK/artifact" --horizons 15 30 >/dev/null
+  ( mbmrl train --out "$WORK/run" --n-tasks 8 --episodes-per-task 1 --iters 20 --batch-size 16 --seq-len 48 \
+      --hidden-size 8 --feature-dim 16 --mlp-width 32 --window 32 --no-progress >/dev/null \
+    && mbmrl export "$WORK/run" --out "$WORK/artifact" --horizons 15 30 >/dev/null ) >"$WORK/build.log" 2>&1 &
+  BUILD_PID=$!
   ARTIFACT=$WORK/artifact
 fi
 
@@ -43,14 +48,18 @@ find_python() {  # python3.X on PATH (if it runs: pyenv shims may not), else the
   done
 }
 
-smoke() {  # smoke NAME PYTHON [pip constraints...]
+install() {  # install NAME PYTHON [pip constraints...]: a fresh venv with '.[serve]' (runs in the background)
   local name=$1 py=$2; shift 2
-  local venv="$WORK/venv-$name" log="$WORK/serve-$name.log" port
+  local venv="$WORK/venv-$name"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1
   if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$WORK/constraints-$name.txt"; fi
-  "$venv/bin/pip" install -q "$WORK/src[serve]" ${1:+-c "$WORK/constraints-$name.txt"} >"$WORK/pip-$name.log" 2>&1 \
-    || { tail -20 "$WORK/pip-$name.log"; echo "smoke $name: FAIL (pip install)"; return 1; }
+  "$venv/bin/pip" install -q "$WORK/src[serve]" ${1:+-c "$WORK/constraints-$name.txt"} >"$WORK/pip-$name.log" 2>&1
+}
+
+serve_check() {  # serve_check NAME: serve the artifact from NAME's venv; observe, act, a 413 and a 422
+  local name=$1
+  local venv="$WORK/venv-$name" log="$WORK/serve-$name.log" port
   port=$("$venv/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
   (cd "$WORK" && exec "$venv/bin/python" -m mbmrl.runtime.serve "$ARTIFACT" --port "$port") >"$log" 2>&1 &
   SERVER_PID=$!
@@ -87,15 +96,25 @@ EOF
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 }
 
-failed=0
-for v in ${PYTHONS:-3.10 3.13}; do
+failed=0 names=() pids=()
+for v in ${PYTHONS:-3.10 3.13}; do  # every install at once, then each venv serves in turn
   py=$(find_python "$v")
   if [ -z "$py" ]; then
     echo "smoke $v: SKIPPED (no python$v; e.g. pyenv install $v)"
     [ "${SMOKE_REQUIRE_ALL:-0}" = 1 ] && failed=1
     continue
   fi
-  smoke "$v" "$py" || failed=1
-  if [ "$v" = "3.10" ]; then smoke "$v-minimums" "$py" $MINIMUMS || failed=1; fi
+  install "$v" "$py" & names+=("$v") pids+=($!)
+  if [ "$v" = "3.10" ]; then install "$v-minimums" "$py" $MINIMUMS & names+=("$v-minimums") pids+=($!); fi
+done
+if [ -n "$BUILD_PID" ] && ! wait "$BUILD_PID"; then
+  cat "$WORK/build.log"; echo "smoke: FAIL (training or exporting the tiny artifact)"; exit 1
+fi
+for i in "${!names[@]}"; do
+  name=${names[$i]}
+  if ! wait "${pids[$i]}"; then
+    tail -20 "$WORK/pip-$name.log"; echo "smoke $name: FAIL (pip install)"; failed=1; continue
+  fi
+  serve_check "$name" || failed=1
 done
 exit $failed

@@ -139,6 +139,7 @@ def test_session_bounds_are_in_the_schema_and_agree_with_behaviour(server, sid):
 
 
 # ------------------------------------------------------------------------------------------ 3. validation cost
+@pytest.mark.serial  # a latency bound: run alone, after the parallel suite
 def test_a_huge_invalid_array_is_one_cheap_error_with_a_small_body(server, sid):
     bodies = {
         "act": {"obs": ["a"] * 240_000},
@@ -191,6 +192,7 @@ def act_latencies_ms(server: Server, sid: str, n: int) -> np.ndarray:
     return np.array(out) * 1000
 
 
+@pytest.mark.serial  # a latency bound: run alone, after the parallel suite
 def test_huge_invalid_bodies_do_not_stall_another_clients_act_loop(server, sid):
     """p99 of one client's act loop while another sends 8 such 0.96 MB bodies at once, three times over."""
     act_latencies_ms(server, sid, 20)
