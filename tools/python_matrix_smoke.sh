@@ -54,7 +54,8 @@ install() {  # install NAME PYTHON [pip constraints...]: a fresh venv with '.[se
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1
   if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$WORK/constraints-$name.txt"; fi
-  "$venv/bin/pip" install -q "$WORK/src[serve]" ${1:+-c "$WORK/constraints-$name.txt"} >"$WORK/pip-$name.log" 2>&1
+  cp -a "$WORK/src" "$WORK/src-$name"  # its own tree: pip builds in the tree (build/), and the installs run at once
+  "$venv/bin/pip" install -q "$WORK/src-$name[serve]" ${1:+-c "$WORK/constraints-$name.txt"} >"$WORK/pip-$name.log" 2>&1
 }
 
 serve_check() {  # serve_check NAME: serve the artifact from NAME's venv; observe, act, a 413 and a 422
