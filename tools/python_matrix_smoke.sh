@@ -114,7 +114,7 @@ fi
 for i in "${!names[@]}"; do
   name=${names[$i]}
   if ! wait "${pids[$i]}"; then
-    tail -20 "$WORK/pip-$name.log"; echo "smoke $name: FAIL (pip install)"; failed=1; continue
+    tail -20 "$WORK/pip-$name.log" 2>/dev/null || true; echo "smoke $name: FAIL (venv or pip install)"; failed=1; continue
   fi
   serve_check "$name" || failed=1
 done
