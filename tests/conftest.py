@@ -8,16 +8,13 @@ from pathlib import Path
 import pytest
 
 
-def cpu_count() -> int:
-    """The cores this process may run on (a container's cpuset, where the OS offers it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def pytest_configure(config) -> None:
     """Under pytest-xdist (`-n N`), each worker's torch/OpenMP gets its share of the cores, not all of them: N
     workers each running a 2-core training on 2 cores would spend their time switching threads."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
+        from mbmrl.export.bench_engines import cpu_count  # imports no torch: OMP_NUM_THREADS is read when torch loads
+
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_count() // int(workers))))
 
 
