@@ -48,7 +48,7 @@ find_python() {  # python3.X on PATH (if it runs: pyenv shims may not), else the
   done
 }
 
-install() {  # install NAME PYTHON [pip constraints...]: a fresh venv with '.[serve]' (runs in the background)
+install_venv() {  # install_venv NAME PYTHON [pip constraints...]: a fresh venv with '.[serve]' (runs in the background)
   local name=$1 py=$2; shift 2
   local venv="$WORK/venv-$name"
   "$py" -m venv "$venv"
@@ -105,8 +105,8 @@ for v in ${PYTHONS:-3.10 3.13}; do  # every install at once, then each venv serv
     [ "${SMOKE_REQUIRE_ALL:-0}" = 1 ] && failed=1
     continue
   fi
-  install "$v" "$py" & names+=("$v") pids+=($!)
-  if [ "$v" = "3.10" ]; then install "$v-minimums" "$py" $MINIMUMS & names+=("$v-minimums") pids+=($!); fi
+  install_venv "$v" "$py" & names+=("$v") pids+=($!)
+  if [ "$v" = "3.10" ]; then install_venv "$v-minimums" "$py" $MINIMUMS & names+=("$v-minimums") pids+=($!); fi
 done
 if [ -n "$BUILD_PID" ] && ! wait "$BUILD_PID"; then
   cat "$WORK/build.log"; echo "smoke: FAIL (training or exporting the tiny artifact)"; exit 1
